@@ -1,0 +1,30 @@
+"""The LLM layer: specs, a shared registry under a memory budget, a batched transformers backend
+with JSON-schema-constrained decoding, and a pydantic-ai ``Model`` over it.
+
+    from pydantic_ai import Agent
+    from liquid_shared import default_model
+    agent = Agent(default_model(), output_type=MyModel)
+    result = await agent.run("...")
+"""
+
+from liquid_shared.models.errors import ModelLoadError, OverBudgetError, PromptTooLong
+from liquid_shared.models.profiles import STAGES, Profile, get_profile
+from liquid_shared.models.registry import ModelRegistry, get_registry
+from liquid_shared.models.spec import LFM2_SAMPLING, ModelSpec
+from liquid_shared.models.pydantic_model import LiquidModel, default_model, model_for_stage
+
+__all__ = [
+    "LFM2_SAMPLING",
+    "STAGES",
+    "LiquidModel",
+    "ModelLoadError",
+    "ModelRegistry",
+    "ModelSpec",
+    "OverBudgetError",
+    "Profile",
+    "PromptTooLong",
+    "default_model",
+    "get_profile",
+    "get_registry",
+    "model_for_stage",
+]

@@ -1,0 +1,123 @@
+"""JSON-schema-constrained decoding for transformers' ``generate`` via xgrammar.
+
+One compiler per tokenizer; compiled grammars are cached by the schema's canonical JSON. The
+logits processor supports a *different grammar per batch row*, or none (free text), so requests
+from unrelated agents share one ``generate`` call.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import torch
+import transformers
+import xgrammar as xgr
+
+
+class GrammarCache:
+    def __init__(self, tokenizer: Any, vocab_size: int):
+        self._info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size)
+        self._compiler = xgr.GrammarCompiler(self._info)
+        self._cache: dict[str, xgr.CompiledGrammar] = {}
+        self._lock = threading.Lock()
+        self.vocab_size = vocab_size
+
+    def for_schema(self, schema: dict[str, Any]) -> xgr.CompiledGrammar:
+        # Not sort_keys: property order is the order the model writes fields in.
+        key = json.dumps(schema)
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        # Compact JSON only: whitespace the model might emit forever is not in the grammar.
+        compiled = self._compiler.compile_json_schema(key, any_whitespace=False, strict_mode=True)
+        with self._lock:
+            self._cache[key] = compiled
+        return compiled
+
+
+class RowGrammarProcessor(transformers.LogitsProcessor):
+    """Masks each row's logits to the tokens its grammar allows; rows with ``None`` are free."""
+
+    def __init__(self, grammars: list[xgr.CompiledGrammar | None], vocab_size: int):
+        self.matchers = [xgr.GrammarMatcher(g) if g is not None else None for g in grammars]
+        self.rows = [i for i, m in enumerate(self.matchers) if m is not None]
+        self.bitmask = xgr.allocate_token_bitmask(len(grammars), vocab_size)
+        self._started = False
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self._started:
+            for i in self.rows:
+                m = self.matchers[i]
+                if not m.is_terminated():
+                    m.accept_token(int(input_ids[i, -1]))
+        self._started = True
+        active = []
+        for i in self.rows:
+            m = self.matchers[i]
+            if not m.is_terminated():
+                m.fill_next_token_bitmask(self.bitmask, i)
+                active.append(i)
+        if active:
+            idx = torch.tensor(active, dtype=torch.int32)
+            device = scores.device
+            cpu_scores = scores if device.type in ("cpu", "cuda") else scores.to("cpu")
+            xgr.apply_token_bitmask_inplace(cpu_scores, self.bitmask.to(cpu_scores.device), indices=idx.tolist())
+            scores = cpu_scores.to(device)
+        return scores
+
+    def terminated(self, row: int) -> bool:
+        m = self.matchers[row]
+        return m is None or m.is_terminated()
+
+
+def tighten_schema(schema: Any, max_string_chars: int, max_items: int) -> Any:
+    """Copy of ``schema`` where every unbounded string gets ``maxLength`` and every unbounded array
+    ``maxItems``. The grammar then guarantees the JSON closes within a computable token budget; the
+    output still validates against the caller's (looser) schema."""
+    if isinstance(schema, list):
+        return [tighten_schema(s, max_string_chars, max_items) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: tighten_schema(v, max_string_chars, max_items) for k, v in schema.items()}
+    if out.get("type") == "string" and not any(k in out for k in ("maxLength", "enum", "const", "format", "pattern")):
+        out["maxLength"] = max_string_chars
+    if out.get("type") == "array" and "maxItems" not in out:
+        out["maxItems"] = max_items
+    return out
+
+
+def estimate_max_tokens(schema: dict[str, Any], root: dict[str, Any] | None = None, depth: int = 0) -> int:
+    """Upper estimate of the tokens a JSON value under a *tightened* schema can take (assuming at
+    least ~2 characters per token inside strings, which holds for BPE vocabularies in practice)."""
+    root = root or schema
+    if depth > 20:
+        return 64
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        return estimate_max_tokens(root.get("$defs", {}).get(ref.split("/")[-1], {}), root, depth + 1)
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            return max(estimate_max_tokens(s, root, depth + 1) for s in schema[key])
+    if "enum" in schema:
+        return max(len(json.dumps(v)) for v in schema["enum"]) // 2 + 2
+    if "const" in schema:
+        return len(json.dumps(schema["const"])) // 2 + 2
+    t = schema.get("type")
+    if t == "string":
+        return int(schema.get("maxLength", 256)) // 2 + 2
+    if t in ("integer", "number"):
+        return 12
+    if t == "boolean":
+        return 2
+    if t == "null":
+        return 2
+    if t == "array":
+        item = estimate_max_tokens(schema.get("items", {}), root, depth + 1)
+        return int(schema.get("maxItems", 16)) * (item + 1) + 2
+    if t == "object" or "properties" in schema:
+        return 2 + sum(len(k) // 2 + 4 + estimate_max_tokens(v, root, depth + 1)
+                       for k, v in schema.get("properties", {}).items())
+    return 64

@@ -1,0 +1,184 @@
+"""``LiquidModel``: a ``pydantic_ai.models.Model`` over the shared registry's local models.
+
+* Text output: free generation.
+* Native structured output (the default for ``output_type=SomeModel``): decoding constrained to
+  the output JSON schema by xgrammar, so even a 135M model returns JSON that parses and validates.
+* Tool calls: the grammar allows ``{"tool": <name>, "arguments": <that tool's schema>}`` for each
+  tool, or ``{"final": <output>}``. After ``spec.max_tool_rounds`` rounds of calls in one user turn
+  only ``final`` is allowed, so a small model cannot loop on a tool forever.
+* Concurrency: every request goes through the registry's micro-batcher, so many agent runs in
+  flight at once share batched ``generate`` calls. Nothing here blocks the event loop and nothing
+  calls ``run_sync``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, ToolCallPart
+from pydantic_ai.models import Model, ModelRequestParameters
+from pydantic_ai.profiles import ModelProfile
+from pydantic_ai.settings import ModelSettings
+from pydantic_ai.usage import RequestUsage
+
+from liquid_shared.models.backend import GenRequest
+from liquid_shared.models.chat_format import describe_schema, hoist_defs, to_chat
+from liquid_shared.models.grammar import estimate_max_tokens, tighten_schema
+from liquid_shared.models.profiles import get_profile
+from liquid_shared.models.registry import ModelRegistry, get_registry
+from liquid_shared.models.spec import ModelSpec
+
+LIQUID_PROFILE = ModelProfile(
+    supports_tools=True,
+    supports_json_schema_output=True,
+    supports_json_object_output=False,
+    default_structured_output_mode="native",
+)
+
+_FINAL_TEXT_MAX_CHARS = 1500
+
+
+def _tool_rounds_this_turn(messages: list[ModelMessage]) -> int:
+    rounds = 0
+    for msg in reversed(messages):
+        if isinstance(msg, ModelResponse) and any(getattr(p, "part_kind", "") == "tool-call" for p in msg.parts):
+            rounds += 1
+        elif isinstance(msg, ModelRequest) and any(getattr(p, "part_kind", "") == "user-prompt" for p in msg.parts):
+            break
+    return rounds
+
+
+class LiquidModel(Model):
+    """Pydantic AI model backed by a local transformers model from the shared ``ModelRegistry``."""
+
+    def __init__(self, spec: ModelSpec | str, *, registry: ModelRegistry | None = None,
+                 settings: ModelSettings | None = None):
+        self.spec = ModelSpec(model=spec) if isinstance(spec, str) else spec
+        self._registry = registry
+        super().__init__(settings=settings, profile=LIQUID_PROFILE)
+
+    @property
+    def registry(self) -> ModelRegistry:
+        return self._registry or get_registry()
+
+    @property
+    def model_name(self) -> str:
+        return self.spec.model
+
+    @property
+    def system(self) -> str:
+        return "liquid-local"
+
+    async def request(
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+    ) -> ModelResponse:
+        model_settings, params = self.prepare_request(model_settings, model_request_parameters)
+        from pydantic_ai._instrumentation import get_instructions
+
+        chat = to_chat(messages, get_instructions(messages, params))
+        schema, mode, hint = self._output_plan(messages, params)
+        if hint:
+            if chat and chat[0]["role"] == "system":
+                chat[0] = {"role": "system", "content": chat[0]["content"] + "\n\n" + hint}
+            else:
+                chat.insert(0, {"role": "system", "content": hint})
+        settings = dict(model_settings or {})
+        spec = self.spec
+        max_new = int(settings.get("max_tokens") or spec.max_new_tokens)
+        if schema is not None:
+            schema = tighten_schema(schema, spec.default_max_string_chars, spec.default_max_items)
+            # never cut a JSON value short: the budget covers the longest value the grammar allows
+            max_new = max(max_new, estimate_max_tokens(schema))
+        req = GenRequest(
+            messages=chat,
+            json_schema=schema,
+            max_new_tokens=max_new,
+            temperature=float(settings.get("temperature", spec.temperature)),
+            min_p=spec.min_p,
+            repetition_penalty=spec.repetition_penalty,
+            seed=settings.get("seed", spec.seed),
+        )
+        result = await self.registry.generate(spec, req)
+        parts = self._parse(result.text, mode, params)
+        return ModelResponse(
+            parts=parts,
+            usage=RequestUsage(input_tokens=result.input_tokens, output_tokens=result.output_tokens),
+            model_name=self.model_name,
+            finish_reason="stop" if result.complete else "length",
+        )
+
+    # ------------------------------------------------------------------ plan
+    def _output_plan(self, messages: list[ModelMessage], params: ModelRequestParameters
+                     ) -> tuple[dict[str, Any] | None, str, str]:
+        """Return (json schema or None, mode, prompt hint). Modes: 'text', 'object', 'tools'."""
+        output_schema = None
+        if params.output_mode in ("native", "prompted") and params.output_object is not None:
+            output_schema = dict(params.output_object.json_schema)
+        tools = list(params.function_tools)
+        if tools and _tool_rounds_this_turn(messages) >= self.spec.max_tool_rounds:
+            tools = []
+        tools += list(params.output_tools)
+        if not tools:
+            if output_schema is None:
+                return None, "text", ""
+            hint = "Reply with one JSON object with these fields:\n" + describe_schema(output_schema)
+            return output_schema, "object", hint
+        variants, tool_lines = [], []
+        bodies, defs = hoist_defs([t.parameters_json_schema for t in tools] + ([output_schema] if output_schema else []))
+        for tool, body in zip(tools, bodies, strict=False):
+            variants.append({
+                "type": "object",
+                "properties": {"tool": {"const": tool.name}, "arguments": body},
+                "required": ["tool", "arguments"],
+                "additionalProperties": False,
+            })
+            args = describe_schema(body).replace("\n", "; ") or "no arguments"
+            tool_lines.append(f"- {tool.name}: {tool.description or ''} Arguments: {args}")
+        if output_schema is not None:
+            final = bodies[-1]
+            final_hint = 'reply {"final": {...}} with these fields:\n' + describe_schema(final)
+        elif params.allow_text_output:
+            final = {"type": "string", "maxLength": _FINAL_TEXT_MAX_CHARS}
+            final_hint = 'reply {"final": "<your answer>"}.'
+        else:
+            final = None
+            final_hint = ""
+        if final is not None:
+            variants.append({"type": "object", "properties": {"final": final}, "required": ["final"],
+                             "additionalProperties": False})
+        schema: dict[str, Any] = {"anyOf": variants}
+        if defs:
+            schema["$defs"] = defs
+        hint = (
+            "You can call these tools:\n" + "\n".join(tool_lines)
+            + '\nTo call a tool reply {"tool": "<name>", "arguments": {...}}. '
+            + ("When you have the information you need, " + final_hint if final_hint else "")
+        )
+        return schema, "tools", hint
+
+    @staticmethod
+    def _parse(text: str, mode: str, params: ModelRequestParameters) -> list[Any]:
+        if mode != "tools":
+            return [TextPart(content=text)]
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError:
+            return [TextPart(content=text)]  # cut by max_new_tokens: pydantic-ai will ask again
+        if isinstance(obj, dict) and "tool" in obj:
+            return [ToolCallPart(tool_name=obj["tool"], args=obj.get("arguments") or {})]
+        final = obj.get("final") if isinstance(obj, dict) else obj
+        return [TextPart(content=final if isinstance(final, str) else json.dumps(final))]
+
+
+def model_for_stage(stage: str, profile: str | None = None, *, registry: ModelRegistry | None = None) -> LiquidModel:
+    """The pydantic-ai model for a pipeline stage under a named profile (weights shared via the registry)."""
+    return LiquidModel(get_profile(profile).spec_for(stage), registry=registry)
+
+
+def default_model(profile: str | None = None) -> LiquidModel:
+    """The default pydantic-ai model: ``Agent(default_model(), output_type=MyModel)`` just works."""
+    return model_for_stage("answer", profile)

@@ -1,0 +1,214 @@
+"""``ModelRegistry``: each ``ModelSpec`` loaded once and shared, under a memory budget.
+
+* One load per spec, however many agents ask (a per-spec lock makes concurrent first callers
+  wait for the one load instead of loading twice).
+* The summed weight bytes of loaded models stay under ``budget_bytes``. Before a load we estimate
+  the new model's bytes from its config (built on the meta device); if it does not fit, the least
+  recently used *idle* model is unloaded first. A model bigger than the whole budget, or one that
+  only fits by unloading models in use, raises ``OverBudgetError`` naming the numbers.
+* ``cleanup()`` really frees memory: drop every reference, ``gc.collect()``,
+  ``torch.cuda.empty_cache()``.
+* Safe from threads and from many coroutines: state is guarded by a lock, loads run in a worker
+  thread, and generation goes through one ``MicroBatcher`` per model and event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import time
+import weakref
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from liquid_shared.config import get_settings
+from liquid_shared.models.backend import GenRequest, GenResult, LocalLiquidModel
+from liquid_shared.models.batcher import MicroBatcher
+from liquid_shared.models.errors import OverBudgetError
+from liquid_shared.models.loading import estimate_weight_bytes, resolve_source
+from liquid_shared.models.spec import ModelSpec
+
+
+@dataclass
+class _Entry:
+    backend: LocalLiquidModel
+    last_used: float
+    in_use: int = 0
+    batchers: Any = field(default_factory=weakref.WeakKeyDictionary)
+
+
+def _gib(n: int | float) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+class ModelRegistry:
+    def __init__(self, budget_bytes: int | None = None):
+        if budget_bytes is None and get_settings().memory_budget_gb is not None:
+            budget_bytes = int(get_settings().memory_budget_gb * 2**30)
+        self._budget = budget_bytes
+        self._entries: dict[ModelSpec, _Entry] = {}
+        self._lock = threading.RLock()
+        self._load_locks: dict[ModelSpec, threading.Lock] = {}
+        self.load_counts: Counter[ModelSpec] = Counter()
+        self.unload_counts: Counter[ModelSpec] = Counter()
+        self.peak_weight_bytes = 0
+        self.events: list[tuple[str, str]] = []  # ("load" | "unload", model), in order
+
+    # ----------------------------------------------------------------- state
+    @property
+    def budget_bytes(self) -> int:
+        if self._budget is None:
+            from liquid_shared.devices import free_device_memory_bytes, resolve_placement
+
+            self._budget = int(0.8 * free_device_memory_bytes(resolve_placement(get_settings().device).device))
+        return self._budget
+
+    @property
+    def loaded_bytes(self) -> int:
+        with self._lock:
+            return sum(e.backend.weight_bytes for e in self._entries.values())
+
+    def loaded_specs(self) -> list[ModelSpec]:
+        with self._lock:
+            return list(self._entries)
+
+    def is_loaded(self, spec: ModelSpec) -> bool:
+        with self._lock:
+            return spec in self._entries
+
+    # --------------------------------------------------------------- loading
+    def acquire(self, spec: ModelSpec) -> LocalLiquidModel:
+        """Return the loaded model (loading it if needed) and mark it in use; pair with ``release``."""
+        with self._lock:
+            load_lock = self._load_locks.setdefault(spec, threading.Lock())
+        with load_lock:
+            with self._lock:
+                entry = self._entries.get(spec)
+                if entry is not None:
+                    entry.in_use += 1
+                    entry.last_used = time.monotonic()
+                    return entry.backend
+            self._make_room(spec)
+            backend = LocalLiquidModel(spec)
+            with self._lock:
+                self._entries[spec] = _Entry(backend=backend, last_used=time.monotonic(), in_use=1)
+                self.load_counts[spec] += 1
+                self.events.append(("load", spec.model))
+                self.peak_weight_bytes = max(self.peak_weight_bytes, self.loaded_bytes)
+            return backend
+
+    def release(self, spec: ModelSpec) -> None:
+        with self._lock:
+            entry = self._entries.get(spec)
+            if entry is not None:
+                entry.in_use = max(0, entry.in_use - 1)
+                entry.last_used = time.monotonic()
+
+    def get(self, spec: ModelSpec) -> LocalLiquidModel:
+        """Load (once) and return the model without holding it in use (for direct, synchronous use)."""
+        backend = self.acquire(spec)
+        self.release(spec)
+        return backend
+
+    def _make_room(self, spec: ModelSpec) -> None:
+        from liquid_shared.devices import resolve_placement
+
+        source, extra = resolve_source(spec)  # fails fast on unknown ids / missing paths
+        placement = resolve_placement(spec.device or get_settings().device, spec.dtype)
+        need = estimate_weight_bytes(source, extra, placement)
+        budget = self.budget_bytes
+        if need > budget:
+            raise OverBudgetError(
+                f"model {spec.model!r} needs about {_gib(need)} of weights but the registry budget is "
+                f"{_gib(budget)}; raise LIQUID_MEMORY_BUDGET_GB, pick a smaller model, or use dtype='bf16'"
+            )
+        with self._lock:
+            while self.loaded_bytes + need > budget:
+                idle = [(e.last_used, s) for s, e in self._entries.items() if e.in_use == 0]
+                if not idle:
+                    busy = ", ".join(s.model for s in self._entries)
+                    raise OverBudgetError(
+                        f"model {spec.model!r} ({_gib(need)}) does not fit the {_gib(budget)} budget next to "
+                        f"models in use ({busy}); wait for them to finish or raise the budget"
+                    )
+                self._unload_locked(min(idle, key=lambda t: t[0])[1])
+
+    # ------------------------------------------------------------- unloading
+    def _unload_locked(self, spec: ModelSpec) -> None:
+        entry = self._entries.pop(spec)
+        entry.backend.close()
+        self.unload_counts[spec] += 1
+        self.events.append(("unload", spec.model))
+        del entry
+        _free_memory()
+
+    def unload(self, spec: ModelSpec) -> bool:
+        """Unload one idle model; returns False if it was not loaded. Raises if it is in use."""
+        with self._lock:
+            entry = self._entries.get(spec)
+            if entry is None:
+                return False
+            if entry.in_use:
+                raise RuntimeError(f"model {spec.model!r} is in use by {entry.in_use} caller(s); cannot unload")
+            self._unload_locked(spec)
+            return True
+
+    def cleanup(self) -> None:
+        """Unload every idle model and return the memory (gc + CUDA cache)."""
+        with self._lock:
+            for spec in [s for s, e in self._entries.items() if e.in_use == 0]:
+                self._unload_locked(spec)
+        _free_memory()
+
+    # ------------------------------------------------------------ generation
+    async def generate(self, spec: ModelSpec, req: GenRequest) -> GenResult:
+        """Generate through the model's micro-batcher for the running event loop."""
+        backend = await asyncio.to_thread(self.acquire, spec)
+        try:
+            loop = asyncio.get_running_loop()
+            with self._lock:
+                entry = self._entries[spec]
+                batcher = entry.batchers.get(loop)
+                if batcher is None:
+                    batcher = entry.batchers[loop] = MicroBatcher(backend, spec.max_batch_size)
+            return await batcher.submit(req)
+        finally:
+            self.release(spec)
+
+    def batch_sizes(self, spec: ModelSpec) -> list[int]:
+        """Sizes of all generate batches run for ``spec`` (across event loops still alive)."""
+        with self._lock:
+            entry = self._entries.get(spec)
+            return [n for b in entry.batchers.values() for n in b.batches] if entry else []
+
+
+def _free_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover
+        pass
+    try:  # return freed heap pages to the OS on glibc, so RSS reflects the unload
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
+
+
+_registry: ModelRegistry | None = None
+_registry_lock = threading.Lock()
+
+
+def get_registry() -> ModelRegistry:
+    """The process-wide registry every agent shares."""
+    global _registry
+    with _registry_lock:
+        if _registry is None:
+            _registry = ModelRegistry()
+        return _registry

