@@ -1,0 +1,16 @@
+"""Evaluation data sets: BEIR folders (``load_beir``, ``write_beir``)."""
+
+from liquid_shared.data.beir import (
+    BeirDataset,
+    BeirDoc,
+    BeirFormatError,
+    available_splits,
+    load_beir,
+    read_corpus,
+    read_qrels,
+    read_queries,
+    write_beir,
+)
+
+__all__ = ["BeirDataset", "BeirDoc", "BeirFormatError", "available_splits", "load_beir", "read_corpus",
+           "read_qrels", "read_queries", "write_beir"]
