@@ -63,3 +63,37 @@ def test_cuda_requested_without_cuda_is_a_clear_error():
         pytest.skip("CUDA is available here")
     with pytest.raises(RuntimeError, match="CUDA is not available"):
         resolve_placement("cuda")
+
+
+class Loose(BaseModel):
+    """No bounds at all: the grammar layer must bound it, or random weights never stop."""
+
+    name: str
+    tags: list[str]
+    count: int
+    ratio: float
+    nested: list[Tag]
+    flag: bool
+
+
+async def test_random_weights_always_give_valid_json_for_unbounded_schema(tiny_lfm2_dir):
+    import asyncio
+
+    model = LiquidModel(ModelSpec(model=str(tiny_lfm2_dir), default_max_string_chars=24, default_max_items=3),
+                        registry=ModelRegistry(2**31))
+    agent = Agent(model, output_type=Loose)
+    results = await asyncio.gather(*(agent.run(f"Fill in record {i}.") for i in range(8)))
+    assert all(isinstance(r.output, Loose) for r in results)
+    assert all(len(r.output.tags) <= 3 and len(r.output.name) <= 24 for r in results)
+
+
+def test_tighten_schema_bounds_everything_and_budget_covers_it():
+    from liquid_shared.models.grammar import estimate_max_tokens, tighten_schema
+
+    schema = tighten_schema(Loose.model_json_schema(), max_string_chars=50, max_items=4)
+    props = schema["properties"]
+    assert props["name"]["maxLength"] == 50
+    assert props["tags"]["maxItems"] == 4 and props["tags"]["items"]["maxLength"] == 50
+    assert props["count"]["maximum"] == 10**15 and props["ratio"]["minimum"] == -(10**15)
+    assert schema["$defs"]["Tag"]["properties"]["label"]["maxLength"] == 10  # own bound kept
+    assert estimate_max_tokens(schema) > estimate_max_tokens(tighten_schema(Tag.model_json_schema(), 50, 4))

@@ -67,14 +67,14 @@ class LocalLiquidModel:
         self.rows = 0
 
     # ------------------------------------------------------------------ prompts
-    def render(self, messages: list[dict[str, str]]) -> list[int]:
+    def render(self, messages: list[dict[str, str]], generation_prompt: bool = True) -> list[int]:
         tok = self.tokenizer
         if getattr(tok, "chat_template", None):
-            ids = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+            ids = tok.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=True)
             if isinstance(ids, dict) or hasattr(ids, "input_ids"):
                 ids = ids["input_ids"]
             return list(ids)
-        text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant: "
+        text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + ("assistant: " if generation_prompt else "")
         return tok(text)["input_ids"]
 
     def fit_context(self, ids: list[int], messages: list[dict[str, str]], max_new_tokens: int) -> tuple[list[int], bool]:
@@ -94,8 +94,7 @@ class LocalLiquidModel:
             )
         # Keep the head (system prompt and template preamble) and the newest tokens.
         system = [m for m in messages if m["role"] == "system"]
-        head = min(len(self.render(system)) - 8 if system else 0, limit // 2)
-        head = max(head, 0)
+        head = min(len(self.render(system, generation_prompt=False)) if system else 0, limit // 2)
         return ids[:head] + ids[len(ids) - (limit - head):], True
 
     # --------------------------------------------------------------- generation

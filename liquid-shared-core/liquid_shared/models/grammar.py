@@ -74,8 +74,8 @@ class RowGrammarProcessor(transformers.LogitsProcessor):
 
 
 def tighten_schema(schema: Any, max_string_chars: int, max_items: int) -> Any:
-    """Copy of ``schema`` where every unbounded string gets ``maxLength`` and every unbounded array
-    ``maxItems``. The grammar then guarantees the JSON closes within a computable token budget; the
+    """Copy of ``schema`` where every unbounded string gets ``maxLength``, every unbounded array
+    ``maxItems`` and every unbounded number a +-1e15 range. The grammar then guarantees the JSON closes within a computable token budget; the
     output still validates against the caller's (looser) schema."""
     if isinstance(schema, list):
         return [tighten_schema(s, max_string_chars, max_items) for s in schema]
@@ -86,7 +86,16 @@ def tighten_schema(schema: Any, max_string_chars: int, max_items: int) -> Any:
         out["maxLength"] = max_string_chars
     if out.get("type") == "array" and "maxItems" not in out:
         out["maxItems"] = max_items
+    if out.get("type") in ("integer", "number"):
+        # an unbounded number can grow digit by digit forever; xgrammar enforces ranges
+        if "minimum" not in out and "exclusiveMinimum" not in out:
+            out["minimum"] = -_NUMBER_BOUND
+        if "maximum" not in out and "exclusiveMaximum" not in out:
+            out["maximum"] = _NUMBER_BOUND
     return out
+
+
+_NUMBER_BOUND = 10**15
 
 
 def estimate_max_tokens(schema: dict[str, Any], root: dict[str, Any] | None = None, depth: int = 0) -> int:
@@ -108,8 +117,10 @@ def estimate_max_tokens(schema: dict[str, Any], root: dict[str, Any] | None = No
     t = schema.get("type")
     if t == "string":
         return int(schema.get("maxLength", 256)) // 2 + 2
-    if t in ("integer", "number"):
+    if t == "integer":
         return 12
+    if t == "number":
+        return 24
     if t == "boolean":
         return 2
     if t == "null":

@@ -36,7 +36,8 @@ class Profile(BaseModel):
 
 
 def _offline() -> Profile:
-    spec = ModelSpec(model=SMOLLM2_ID)
+    # SmolLM2-135M answers from memory instead of calling a tool unless the first step must be a call.
+    spec = ModelSpec(model=SMOLLM2_ID, require_tool_first=True)
     return Profile(name="offline", stages={s: spec for s in STAGES})
 
 

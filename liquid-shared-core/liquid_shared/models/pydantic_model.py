@@ -14,12 +14,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models import Model, ModelRequestParameters
 from pydantic_ai.profiles import ModelProfile
-from pydantic_ai.settings import ModelSettings
+from pydantic_ai.settings import ModelSettings, ToolOrOutput
 from pydantic_ai.usage import RequestUsage
 
 from liquid_shared.models.backend import GenRequest
@@ -36,7 +37,6 @@ LIQUID_PROFILE = ModelProfile(
     default_structured_output_mode="native",
 )
 
-_FINAL_TEXT_MAX_CHARS = 1500
 
 
 def _tool_rounds_this_turn(messages: list[ModelMessage]) -> int:
@@ -80,7 +80,7 @@ class LiquidModel(Model):
         from pydantic_ai._instrumentation import get_instructions
 
         chat = to_chat(messages, get_instructions(messages, params))
-        schema, mode, hint = self._output_plan(messages, params)
+        schema, mode, hint = self._output_plan(messages, params, (model_settings or {}).get("tool_choice"))
         if hint:
             if chat and chat[0]["role"] == "system":
                 chat[0] = {"role": "system", "content": chat[0]["content"] + "\n\n" + hint}
@@ -112,16 +112,39 @@ class LiquidModel(Model):
         )
 
     # ------------------------------------------------------------------ plan
-    def _output_plan(self, messages: list[ModelMessage], params: ModelRequestParameters
+    def _output_plan(self, messages: list[ModelMessage], params: ModelRequestParameters, tool_choice: Any = None
                      ) -> tuple[dict[str, Any] | None, str, str]:
-        """Return (json schema or None, mode, prompt hint). Modes: 'text', 'object', 'tools'."""
+        """Return (json schema or None, mode, prompt hint). Modes: 'text', 'object', 'tools'.
+
+        ``tool_choice`` (pydantic-ai's setting) is enforced by the grammar: 'none' drops function
+        tools, 'required' or a list of names forces a call, ``ToolOrOutput`` restricts the tools.
+        """
         output_schema = None
         if params.output_mode in ("native", "prompted") and params.output_object is not None:
             output_schema = dict(params.output_object.json_schema)
         tools = list(params.function_tools)
-        if tools and _tool_rounds_this_turn(messages) >= self.spec.max_tool_rounds:
+        output_tools = list(params.output_tools)
+        rounds = _tool_rounds_this_turn(messages)
+        force = False
+        if tool_choice == "none":
             tools = []
-        tools += list(params.output_tools)
+        elif isinstance(tool_choice, list):
+            tools = [t for t in tools if t.name in tool_choice]
+            output_tools = [t for t in output_tools if t.name in tool_choice]
+            force = True
+        elif isinstance(tool_choice, ToolOrOutput):
+            tools = [t for t in tools if t.name in tool_choice.function_tools]
+        elif tool_choice == "required":
+            force = True
+        elif tool_choice in (None, "auto") and self.spec.require_tool_first and rounds == 0:
+            force = bool(tools)
+        if tools and rounds >= self.spec.max_tool_rounds:
+            tools, force = [], False
+        if force and tools:
+            output_schema = None  # a call is required: no final answer on this step
+            params = replace(params, allow_text_output=False)
+            output_tools = [t for t in output_tools if isinstance(tool_choice, list)]
+        tools += output_tools
         if not tools:
             if output_schema is None:
                 return None, "text", ""
@@ -142,7 +165,8 @@ class LiquidModel(Model):
             final = bodies[-1]
             final_hint = 'reply {"final": {...}} with these fields:\n' + describe_schema(final)
         elif params.allow_text_output:
-            final = {"type": "string", "maxLength": _FINAL_TEXT_MAX_CHARS}
+            # a final text answer may be as long as a free-text answer: ~3 characters per token
+            final = {"type": "string", "maxLength": 3 * self.spec.max_new_tokens}
             final_hint = 'reply {"final": "<your answer>"}.'
         else:
             final = None

@@ -37,6 +37,11 @@ class ModelSpec(BaseModel):
     max_tool_rounds: int = Field(
         2, ge=0, description="Tool-call rounds per user turn before the grammar only allows a final answer."
     )
+    require_tool_first: bool = Field(
+        False,
+        description="When an agent has tools, the first step of each user turn must call one (small models "
+        "otherwise answer from memory). pydantic-ai's tool_choice setting, when given, takes precedence.",
+    )
     default_max_string_chars: int = Field(
         200, ge=1, description="Grammar cap on output strings that have no max_length of their own."
     )
