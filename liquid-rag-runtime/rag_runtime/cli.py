@@ -1,0 +1,155 @@
+"""``python -m rag_runtime``: build-index, search, ask, serve."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+app = typer.Typer(
+    name="rag_runtime", help="Build, search, ask and serve a retrieval index (BM25, dense, hybrid).",
+    no_args_is_help=True, add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+KEEP_ALIVE_S = 30  # uvicorn's default 5 s lets a loaded client reuse a connection the server is closing
+IndexOption = Annotated[Path, typer.Option("--index", help="Index folder made by build-index.")]
+
+
+@contextmanager
+def _user_errors():
+    """Show our errors (bad folders, bad options) as one red line and exit 2, not a traceback."""
+    from rag_runtime.answer import AnswerError
+    from rag_runtime.documents import SourceFormatError
+    from rag_runtime.index import IndexFormatError
+
+    try:
+        yield
+    except (IndexFormatError, SourceFormatError, AnswerError, FileNotFoundError, ValueError) as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True, highlight=False)
+        raise typer.Exit(2) from exc
+
+
+def _progress() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err_console)
+
+
+@app.command("build-index")
+def build_index_cmd(
+    source: Annotated[Path, typer.Argument(help="ETL run folder (chunks.jsonl) or BEIR folder (corpus.jsonl).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the index to.")],
+    dense: Annotated[str, typer.Option(help="FAISS index: flat (exact), ivf or hnsw.")] = "flat",
+    no_dense: Annotated[bool, typer.Option("--no-dense", help="BM25 only: no embeddings, no FAISS.")] = False,
+    embedding_model: Annotated[str | None, typer.Option(help="Sentence-transformers model (default all-MiniLM-L6-v2).")] = None,
+    k1: Annotated[float, typer.Option(help="BM25 k1.")] = 1.5,
+    b: Annotated[float, typer.Option(help="BM25 b.")] = 0.75,
+    stemmer: Annotated[str, typer.Option(help="PyStemmer algorithm, or 'none'.")] = "english",
+    stopwords: Annotated[str, typer.Option(help="bm25s stopword list ('en'), or 'none'.")] = "en",
+) -> None:
+    """Index an ETL run folder or a BEIR folder (BM25 + FAISS) into --out."""
+    from rag_runtime.bm25 import Bm25Params
+    from rag_runtime.dense import DenseParams
+    from rag_runtime.index import build_index
+
+    with _user_errors():
+        if dense not in ("flat", "ivf", "hnsw"):
+            raise ValueError(f"--dense must be flat, ivf or hnsw, got {dense!r}")
+        bm25_params = Bm25Params(k1=k1, b=b, stemmer=None if stemmer == "none" else stemmer,
+                                 stopwords=None if stopwords == "none" else stopwords)
+        dense_params = DenseParams(kind=dense, **({"embedding_model": embedding_model} if embedding_model else {}))
+        with _progress() as progress:
+            index = build_index(source, out, bm25_params=bm25_params, dense_params=dense_params,
+                                with_dense=not no_dense, progress=progress)
+    console.print(f"indexed {len(index.store)} documents from {source} ({index.manifest.source_kind}) into {out}")
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="The search query.")],
+    index: IndexOption,
+    k: Annotated[int, typer.Option(min=1, max=1000, help="Number of hits.")] = 10,
+    mode: Annotated[str, typer.Option(help="hybrid, bm25 or dense.")] = "hybrid",
+    fusion: Annotated[str, typer.Option(help="Hybrid fusion: rrf or weighted.")] = "rrf",
+    dense_weight: Annotated[float, typer.Option(min=0.0, max=1.0, help="Weight of the dense list in fusion.")] = 0.5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print hits as JSON lines.")] = False,
+) -> None:
+    """Search an index and print the top hits."""
+    from rag_runtime.index import RagIndex
+
+    with _user_errors():
+        rag = RagIndex.load(index, with_dense=mode != "bm25")
+        hits = rag.retriever(mode, fusion=fusion, dense_weight=dense_weight).search(query, k)
+    if as_json:
+        for h in hits:
+            typer.echo(h.model_dump_json())
+        return
+    table = Table(title=f"{mode} search: {query}")
+    for col in ("rank", "id", "score", "text"):
+        table.add_column(col)
+    for rank, h in enumerate(hits, 1):
+        text = f"{h.title}: {h.text}" if h.title else h.text
+        table.add_row(str(rank), h.id, f"{h.score:.4f}", text[:100])
+    console.print(table)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    index: IndexOption,
+    k: Annotated[int, typer.Option(min=1, max=20, help="Chunks to retrieve.")] = 4,
+    mode: Annotated[str, typer.Option(help="auto, tool or context.")] = "auto",
+) -> None:
+    """Answer a question from the index with citations (offline model by default)."""
+    from rag_runtime.answer import AnswerAgent
+    from rag_runtime.index import RagIndex
+
+    with _user_errors():
+        rag = RagIndex.load(index)
+        agent = AnswerAgent(rag.retriever("hybrid" if rag.dense else "bm25"), mode=mode)
+        with console.status("retrieving and generating..."):
+            answer = asyncio.run(agent.ask(question, k=k))
+    print(json.dumps({"answer": answer.answer, "citations": answer.citations, "refused": answer.refused}, indent=2))
+
+
+@app.command()
+def serve(
+    index: IndexOption,
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
+    api_key: Annotated[str | None, typer.Option(envvar="RAG_API_KEY", help="Require this X-API-Key.")] = None,
+    answer_mode: Annotated[str, typer.Option(help="/ask mode: auto, tool or context.")] = "auto",
+    batch_queries: Annotated[bool, typer.Option(help="Encode concurrent requests' queries in one batch.")] = False,
+    torch_threads: Annotated[int | None, typer.Option(min=1, help="torch intra-op threads (default: torch's).")] = None,
+) -> None:
+    """Serve /search, /ask, /health and /metrics over HTTP (uvicorn)."""
+    import uvicorn
+
+    from rag_runtime.service import create_app
+
+    if torch_threads is not None:
+        import torch
+
+        torch.set_num_threads(torch_threads)
+    with _user_errors(), console.status(f"loading index {index} and the query encoder..."):
+        api = create_app(index, api_key=api_key, answer_mode=answer_mode, batch_queries=batch_queries)
+    uvicorn.run(api, host=host, port=port, log_level="warning", timeout_keep_alive=KEEP_ALIVE_S)
+
+
+def main() -> None:
+    app()

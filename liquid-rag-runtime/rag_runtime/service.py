@@ -1,0 +1,178 @@
+"""The HTTP service: ``/search``, ``/ask``, ``/health``, ``/metrics`` over one index folder.
+
+* Bad requests get a 4xx with a message naming the field and the problem: 422 for invalid bodies
+  (bounds on ``k`` and query length, wrong types, unknown fields), 413 for bodies over
+  ``max_body_bytes``, 401 for a missing or wrong API key. A 500 means a bug.
+* With ``api_key`` set (or ``RAG_API_KEY`` for ``serve``), every endpoint but ``/health`` needs the
+  header ``X-API-Key``.
+* The index (documents, BM25, FAISS) and the query encoder are loaded once, when the app is
+  created; the answer model is made on the first ``/ask``. No endpoint takes a path: the service
+  reads no file but those of its index folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import APIKeyHeader
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
+
+from rag_runtime.answer import DEFAULT_MIN_SIMILARITY, AnswerAgent, AnswerError, AnswerMode
+from rag_runtime.api_models import (
+    DEFAULT_MAX_BODY_BYTES,
+    AskRequest,
+    AskResponse,
+    HealthResponse,
+    SearchRequest,
+    SearchResponse,
+)
+from rag_runtime.index import RagIndex
+from rag_runtime.query_batching import BatchingEncoder
+from rag_runtime.service_middleware import BodySizeLimit, RequestMetrics
+
+log = logging.getLogger("rag_runtime.service")
+API_KEY_HEADER = "X-API-Key"
+
+
+def _describe_input(value: Any) -> str:
+    if isinstance(value, str) and len(value) > 60:
+        return f"a string of {len(value)} characters"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def validation_message(errors: list[dict]) -> tuple[str, list[dict]]:
+    """One readable line plus a compact list (field, message, type), from pydantic's errors."""
+    items = []
+    for err in errors:
+        field = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        message = err.get("msg", "invalid")
+        if err.get("type") == "json_invalid":
+            field, message = "body", f"not valid JSON ({err.get('ctx', {}).get('error', 'parse error')})"
+        elif "input" in err and err.get("type") != "missing":
+            message = f"{message} (got {_describe_input(err['input'])})"
+        items.append({"field": field, "message": message, "type": err.get("type", "")})
+    return "; ".join(f"{i['field']}: {i['message']}" for i in items), items
+
+
+def create_app(
+    index_dir: str | Path | None = None,
+    *,
+    index: RagIndex | None = None,
+    api_key: str | None = None,
+    model: Any = None,
+    answer_mode: AnswerMode = "auto",
+    min_similarity: float = DEFAULT_MIN_SIMILARITY,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    batch_queries: bool = False,
+) -> FastAPI:
+    """Build the app over ``index_dir`` (or an already loaded ``index``).
+
+    ``model`` is the pydantic-ai model for ``/ask`` (default: the stack's ``answer`` stage model).
+    ``batch_queries`` encodes the queries of concurrent requests together (``BatchingEncoder``): less
+    CPU per request with one torch thread, more with torch's default two (see docs/benchmarks.md).
+    """
+    if index is None:
+        if index_dir is None:
+            raise ValueError("create_app needs index_dir or index")
+        index = RagIndex.load(index_dir)
+    if index.dense is not None:
+        # load the query encoder now, not on the first request; batch concurrent requests' queries
+        if batch_queries and not isinstance(index.dense.encoder, BatchingEncoder):
+            index.dense.encoder = BatchingEncoder(index.dense.encoder)
+        index.dense.encode_queries(["warm-up"])
+
+    app = FastAPI(title="Liquid RAG runtime", version="0.1.0")
+    registry = CollectorRegistry()
+    Gauge("rag_index_documents", "Documents in the served index", registry=registry).set(len(index.store))
+    refusals = Counter("rag_ask_refusals", "Answers refused for lack of relevant chunks", registry=registry)
+    state: dict[str, Any] = {"agent": None}
+    agent_lock = threading.Lock()
+
+    key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
+
+    def check_api_key(key: str | None = Depends(key_header)) -> None:
+        if api_key is None:
+            return
+        if not key:
+            raise HTTPException(401, f"missing API key: send it in the {API_KEY_HEADER} header",
+                                headers={"WWW-Authenticate": "APIKey"})
+        if not secrets.compare_digest(key.encode(), api_key.encode()):
+            raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "APIKey"})
+
+    def answer_agent() -> AnswerAgent:
+        with agent_lock:
+            if state["agent"] is None:
+                try:
+                    state["agent"] = AnswerAgent(index.retriever("hybrid" if index.dense else "bm25"), model,
+                                                 mode=answer_mode, min_similarity=min_similarity)
+                except Exception as exc:  # the model layer is optional for /search
+                    log.exception("answer model unavailable")
+                    raise HTTPException(503, f"answer model unavailable: {type(exc).__name__}: {exc}") from exc
+            return state["agent"]
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        detail, errors = validation_message(list(exc.errors()))
+        return JSONResponse(status_code=422, content={"detail": f"invalid request: {detail}", "errors": errors})
+
+    @app.exception_handler(Exception)
+    async def _internal_error(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse(status_code=500, content={"detail": f"internal error: {type(exc).__name__}"})
+
+    @app.get("/health", response_model=HealthResponse)
+    def health() -> HealthResponse:
+        m = index.manifest
+        return HealthResponse(documents=len(index.store), modes=index.modes, auth=api_key is not None,
+                              embedding_model=m.dense.embedding_model if m.dense else None,
+                              index_created_at=m.created_at)
+
+    @app.post("/search", response_model=SearchResponse, dependencies=[Depends(check_api_key)])
+    def search(req: SearchRequest) -> SearchResponse:
+        start = time.perf_counter()
+        try:
+            retriever = index.retriever(req.mode, fusion=req.fusion, dense_weight=req.dense_weight)
+        except ValueError as exc:
+            raise HTTPException(422, f"invalid request: mode: {exc}") from exc
+        if req.boosts:
+            hits = retriever.search(req.query, req.k, req.filters, boosts=req.boosts)
+        else:
+            hits = retriever.search(req.query, req.k, req.filters)
+        return SearchResponse(query=req.query, mode=req.mode, k=req.k, hits=hits,
+                              took_ms=(time.perf_counter() - start) * 1000)
+
+    @app.post("/ask", response_model=AskResponse, dependencies=[Depends(check_api_key)])
+    async def ask(req: AskRequest) -> AskResponse:
+        start = time.perf_counter()
+        agent = answer_agent()
+        try:
+            answer = await agent.ask(req.question, k=req.k, filters=req.filters)
+        except AnswerError as exc:
+            raise HTTPException(502, str(exc)) from exc
+        if answer.refused:
+            refusals.inc()
+        return AskResponse(**answer.model_dump(), took_ms=(time.perf_counter() - start) * 1000)
+
+    @app.get("/metrics", dependencies=[Depends(check_api_key)])
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.state.index = index
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.add_middleware(RequestMetrics, registry=registry)
+    return app

@@ -1,0 +1,106 @@
+"""ASGI middleware of the HTTP service: a request body size limit, and Prometheus request metrics.
+
+Both are plain ASGI (no ``BaseHTTPMiddleware``), so they add little per request and never buffer
+a body.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+KNOWN_PATHS = ("/search", "/ask", "/health", "/metrics")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _send_json(send, status: int, payload: dict) -> None:
+    body = json.dumps(payload).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodySizeLimit:
+    """Answer 413 to a request whose body exceeds ``max_bytes`` (by Content-Length, or while streaming)."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    def _message(self, size: str) -> dict:
+        return {"detail": f"request body too large: {size}; the limit is {self.max_bytes} bytes"}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None:
+            if not length.isdigit():
+                return await _send_json(send, 400, {"detail": f"invalid Content-Length header {length[:40]!r}"})
+            if int(length) > self.max_bytes:
+                return await _send_json(send, 413, self._message(f"{int(length)} bytes"))
+
+        received = 0
+        too_large = False  # FastAPI turns errors raised while reading a body into a 400; we answer 413
+        replaced = False
+
+        async def limited_receive():
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    too_large = True
+                    raise _BodyTooLarge
+            return message
+
+        async def checked_send(message):
+            nonlocal replaced
+            if too_large:
+                if not replaced:
+                    replaced = True
+                    await _send_json(send, 413, self._message(f"more than {self.max_bytes} bytes (streamed)"))
+                return  # drop the app's own response to the failed read
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, checked_send)
+        except _BodyTooLarge:
+            if not replaced:
+                replaced = True
+                await _send_json(send, 413, self._message(f"more than {self.max_bytes} bytes (streamed)"))
+
+
+class RequestMetrics:
+    """Count requests by endpoint and status and time them, into a per-app Prometheus registry."""
+
+    def __init__(self, app, registry: CollectorRegistry):
+        self.app = app
+        self.requests = Counter("rag_requests", "HTTP requests handled", ["endpoint", "status"], registry=registry)
+        self.latency = Histogram(
+            "rag_request_seconds", "HTTP request latency (seconds)", ["endpoint"], registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        endpoint = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
+        status = 500
+        start = time.perf_counter()
+
+        async def recording_send(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            self.requests.labels(endpoint, str(status)).inc()
+            self.latency.labels(endpoint).observe(time.perf_counter() - start)
