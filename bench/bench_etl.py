@@ -1,0 +1,181 @@
+"""ETL throughput: our pipeline versus the naive design it replaces, in one process.
+
+    python bench/bench_etl.py                       # the shipped samples, concurrency 16
+    python bench/bench_etl.py --concurrency 4,16    # a sweep
+    python bench/bench_etl.py --limit 3 --temperature 0
+
+*Naive*: one agent call per chunk per stage, each awaited before the next, document after
+document (what a straightforward script over the same agents does). *Pipeline*: the async Pydantic
+Graph per document, all stages of all chunks as parallel branches, several documents in flight,
+at most ``--concurrency`` requests per stage in flight, so the model's micro-batcher sees full
+batches of one stage each.
+
+Same model (one registry load shared by both), same documents, same stages, same settings, and
+both write the same set of output files (the naive run goes through the same record assembly,
+shards and merge). A warm-up call per stage runs first so that neither design pays for model
+loading or grammar compilation. Prints a markdown table and writes JSON next to the runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+for pkg in ("liquid-shared-core", "liquid-etl-pipeline"):
+    sys.path.insert(0, str(REPO / pkg))
+
+from etl_pipeline.chunking import build_chunks  # noqa: E402
+from etl_pipeline.config import DEFAULT_INPUT_DIR, DEFAULT_RUNS_DIR, EtlConfig  # noqa: E402
+from etl_pipeline.graph import DocState, PipelineDeps, StageOutput, finalize_document, write_failure  # noqa: E402
+from etl_pipeline.llm_stages import ChunkStages, registry_models  # noqa: E402
+from etl_pipeline.loaders import LoadError, discover_sources, load_document  # noqa: E402
+from etl_pipeline.merge import merge_run  # noqa: E402
+from etl_pipeline.runner import _make_encoder, peak_rss_bytes, run_async  # noqa: E402
+from etl_pipeline.shards import ShardStore  # noqa: E402
+from etl_pipeline.tmd import TmdAssigner  # noqa: E402
+from etl_pipeline.token_counter import default_token_counter  # noqa: E402
+
+
+async def naive_run(config: EtlConfig) -> dict:
+    """Every stage of every chunk awaited one after another, one document after another."""
+    embedder, encode = _make_encoder()
+    stages = ChunkStages(config, registry_models(config.profile), concurrency=1, encode=encode)
+    store = ShardStore(config.output_dir)
+    deps = PipelineDeps(
+        config=config, stages=stages, encode=encode, tmd=TmdAssigner(embedder.encode), shards=store, counter=default_token_counter()
+    )
+    items = discover_sources(config.input_dir, limit=config.limit)
+    start = time.perf_counter()
+    n_chunks = 0
+    for item in items:
+        state = DocState(item=item)
+        try:
+            doc = load_document(item, max_bytes=int(config.max_file_mb * 1e6), jsonl_text_field=config.jsonl_text_field)
+        except LoadError as exc:
+            await write_failure(state, deps, exc.reason)
+            continue
+        state.document = doc
+        state.chunks = build_chunks(
+            doc, max_tokens=config.max_chunk_tokens, min_tokens=config.min_chunk_tokens, max_chunks=config.max_chunks_per_doc
+        ).chunks
+        outputs: list[StageOutput] = []
+        for chunk in state.chunks:
+            stats = state.stats
+            outputs.append(StageOutput(chunk.chunk_id, "metadata", await stages.metadata(chunk, stats)))
+            outputs.append(StageOutput(chunk.chunk_id, "classify", await stages.classify(chunk, stats)))
+            outputs.append(StageOutput(chunk.chunk_id, "taxonomy", await stages.taxonomy(chunk, stats)))
+            outputs.append(StageOutput(chunk.chunk_id, "facts", await stages.facts(chunk, stats)))
+            outputs.append(StageOutput(chunk.chunk_id, "summary", await stages.summary(chunk, stats)))
+            qa_items = await stages.qa(chunk, stats)
+            verdicts = [await stages.judge(chunk, qa_item, stats) for qa_item in qa_items]
+            outputs.append(StageOutput(chunk.chunk_id, "qa", list(zip(qa_items, verdicts, strict=True))))
+        await finalize_document(state, deps, outputs)
+        n_chunks += len(state.chunks)
+    seconds = time.perf_counter() - start
+    report = merge_run(
+        config, items, store, this_run={"processing_seconds": seconds}, started_at=time.time(), memory={}, dim=embedder.dim
+    )
+    return {"seconds": seconds, "documents": len(items), "chunks": n_chunks, "report": report}
+
+
+async def pipeline_run(config: EtlConfig) -> dict:
+    result = await run_async(config)
+    run = result.report["this_run"]
+    return {"seconds": run["processing_seconds"], "documents": run["processed"], "chunks": run["chunks_processed"], "report": result.report}
+
+
+async def warm_up(config: EtlConfig) -> None:
+    """Load the model and compile every stage's grammar once, outside the timings."""
+    _, encode = _make_encoder()
+    stages = ChunkStages(config, registry_models(config.profile), concurrency=16, encode=encode)
+    item = discover_sources(config.input_dir, limit=1)[0]
+    doc = load_document(item, max_bytes=10**8, jsonl_text_field=config.jsonl_text_field)
+    chunk = build_chunks(doc, max_tokens=config.max_chunk_tokens, min_tokens=config.min_chunk_tokens, max_chunks=1).chunks[0]
+    from etl_pipeline.llm_stages import DocStats
+
+    stats = DocStats()
+    await asyncio.gather(
+        stages.metadata(chunk, stats), stages.classify(chunk, stats), stages.taxonomy(chunk, stats),
+        stages.facts(chunk, stats), stages.summary(chunk, stats), stages.qa(chunk, stats),
+    )
+    from etl_pipeline.stage_outputs import QAItem
+
+    await stages.judge(chunk, QAItem(question="What is it about?", answer="it", kind="factual"), stats)
+
+
+def _row(name: str, r: dict, base: dict | None, calls: int, tokens: int) -> str:
+    minutes = r["seconds"] / 60
+    speed = f"{base['seconds'] / r['seconds']:.2f}x" if base else "1.00x"
+    return (
+        f"| {name} | {r['documents']} | {r['chunks']} | {r['seconds']:.1f} | {r['chunks'] / minutes:.2f} | "
+        f"{r['documents'] / minutes:.2f} | {calls} | {tokens} | {speed} |"
+    )
+
+
+def _calls_tokens(report: dict) -> tuple[int, int]:
+    stages = report["stages"]
+    return sum(s["calls"] for s in stages.values()), sum(s["output_tokens"] for s in stages.values())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", type=Path, default=DEFAULT_INPUT_DIR)
+    parser.add_argument("--limit", type=int, default=None)
+    parser.add_argument("--concurrency", default="16", help="one value or a comma-separated sweep")
+    parser.add_argument("--temperature", type=float, default=None)
+    parser.add_argument("--out", type=Path, default=DEFAULT_RUNS_DIR / "bench-etl")
+    args = parser.parse_args()
+
+    import shutil
+
+    from liquid_shared.models import get_profile, get_registry
+
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    common = {"input_dir": args.input, "limit": args.limit, "temperature": args.temperature}
+    warm_cfg = EtlConfig(output_dir=args.out / "warmup", **common)
+    t = time.perf_counter()
+    asyncio.run(warm_up(warm_cfg))
+    warm_seconds = time.perf_counter() - t
+
+    naive_cfg = EtlConfig(output_dir=args.out / "naive", concurrency=1, docs_in_flight=1, **common)
+    naive = asyncio.run(naive_run(naive_cfg))
+    results = {"naive": naive}
+    for c in [int(x) for x in args.concurrency.split(",")]:
+        cfg = EtlConfig(output_dir=args.out / f"pipeline-c{c}", concurrency=c, **common)
+        results[f"pipeline c={c}"] = asyncio.run(pipeline_run(cfg))
+
+    registry = get_registry()
+    spec = get_profile(naive_cfg.profile).spec_for("metadata")
+    batches = registry.batch_sizes(spec)
+    weights = {s.model: registry.get(s).weight_bytes for s in registry.loaded_specs()}
+    stage_sum = sum(weights.get(get_profile(naive_cfg.profile).spec_for(st).model, 0)
+                    for st in ("metadata", "metadata", "metadata", "metadata", "summary", "qa", "validation"))
+
+    print(f"\nwarm-up (model load + grammars): {warm_seconds:.1f} s; input {args.input} ({naive['documents']} documents)\n")
+    print("| design | docs | chunks | seconds | chunks/min | docs/min | LLM calls | output tokens | speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        calls, tokens = _calls_tokens(r["report"])
+        print(_row(name, r, None if name == "naive" else naive, calls, tokens))
+    print(f"\nbatch sizes seen by the model: mean {statistics.fmean(batches):.1f}, max {max(batches)} over {len(batches)} generate calls"
+          if batches else "")
+    print(f"peak RSS of this process: {peak_rss_bytes() / 2**30:.2f} GiB; model weights loaded: "
+          f"{sum(weights.values()) / 2**30:.2f} GiB ({registry.load_counts[spec]} load(s)); "
+          f"sum over the 7 LLM stages of the model each names: {stage_sum / 2**30:.2f} GiB")
+    summary = {
+        name: {k: v for k, v in r.items() if k != "report"} | {"counts": r["report"]["counts"]} for name, r in results.items()
+    }
+    summary["memory"] = {"peak_rss_bytes": peak_rss_bytes(), "weights": weights, "sum_of_stage_models": stage_sum}
+    summary["batches"] = batches
+    (args.out / "bench.json").write_text(json.dumps(summary, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Run one ETL configuration in its own process and write what it cost: ``python -m
+experiments.etl_worker SPEC.json RESULT.json``.
+
+dual_pipeline and model_ablation run every pipeline variant through this worker so that each
+one pays its own imports and model loads and has its own peak memory (``ru_maxrss`` of a process
+only grows), as separate pipelines would in practice.
+
+SPEC: ``{"etl": {EtlConfig fields}, "models": {profile stage: ModelSpec fields}, "decoding":
+"constrained" | "free", "seed": int | null}``. RESULT: exit code, the ETL report, the registry's
+model loads and generate calls, free-decoding parse counts, peak RSS and wall seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class WorkerSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    etl: dict[str, Any] = Field(default_factory=dict)
+    models: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    decoding: Literal["constrained", "free"] = "constrained"
+    seed: int | None = None
+
+
+def _peak_rss_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process and its children: unlike wall time, it does not
+    grow when other processes compete for the cores."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def build_provider(spec: WorkerSpec, profile: str):
+    """A ``ModelProvider`` (profile stage -> pydantic-ai model) with the spec's overrides."""
+    from experiments.free_decoding import FreeDecodingModel
+    from liquid_shared.models import LiquidModel, ModelSpec, get_profile
+
+    base = get_profile(profile)
+    cache: dict[str, Any] = {}
+    free_models: list[FreeDecodingModel] = []
+
+    def provide(stage: str):
+        if stage not in cache:
+            model_spec = base.spec_for(stage)
+            if stage in spec.models:  # the variant's fields over the profile's spec for this stage
+                model_spec = ModelSpec(**{**model_spec.model_dump(), **spec.models[stage]})
+            if spec.seed is not None:
+                model_spec = model_spec.model_copy(update={"seed": spec.seed})
+            model = LiquidModel(model_spec)
+            if spec.decoding == "free":
+                model = FreeDecodingModel(model)
+                free_models.append(model)
+            cache[stage] = model
+        return cache[stage]
+
+    return provide, free_models
+
+
+def run_spec(spec: WorkerSpec) -> dict[str, Any]:
+    from etl_pipeline import EtlConfig
+    from experiments.etl_api import run_etl_sync
+    from liquid_shared.models import get_registry
+
+    start = time.perf_counter()
+    config = EtlConfig(**spec.etl)
+    provider, free_models = build_provider(spec, config.profile)
+    result = run_etl_sync(config, model_provider=provider, track=False)
+    registry = get_registry()
+    loaded = {s.model: registry.get(s) for s in registry.loaded_specs()}
+    free: dict[str, dict[str, int]] = {}
+    for model in free_models:
+        for name, counts in model.stats().items():
+            slot = free.setdefault(name, {"replies": 0, "json_objects": 0})
+            slot["replies"] += counts["replies"]
+            slot["json_objects"] += counts["json_objects"]
+    return {
+        "exit_code": result.exit_code,
+        "status": result.status,
+        "message": result.message,
+        "output_dir": str(result.output_dir),
+        "report": result.report,
+        "model_loads": {s.model: n for s, n in registry.load_counts.items()},
+        "registry_peak_weight_bytes": int(registry.peak_weight_bytes),
+        "generate_batches": sum(b.calls for b in loaded.values()),
+        "model_requests": sum(b.rows for b in loaded.values()),
+        "free_decoding": free,
+        "peak_rss_bytes": _peak_rss_bytes(),
+        "cpu_seconds": _cpu_seconds(),
+        "worker_seconds": time.perf_counter() - start,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m experiments.etl_worker SPEC.json RESULT.json", file=sys.stderr)
+        return 2
+    spec_path, result_path = Path(args[0]), Path(args[1])
+    try:
+        spec = WorkerSpec.model_validate_json(spec_path.read_text(encoding="utf-8"))
+        out = run_spec(spec)
+    except Exception as exc:
+        out = {"exit_code": 1, "status": "fatal", "message": f"{type(exc).__name__}: {exc}",
+               "traceback": traceback.format_exc(), "peak_rss_bytes": _peak_rss_bytes()}
+    result_path.write_text(json.dumps(out, indent=2, default=str), encoding="utf-8")
+    return 0 if out["exit_code"] in (0, 2) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

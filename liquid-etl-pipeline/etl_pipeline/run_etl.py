@@ -1,0 +1,149 @@
+"""Command line: ``python -m etl_pipeline.run_etl [INPUT_DIR] [options]``.
+
+With no arguments it processes the sample documents shipped in ``data/samples`` with the
+offline models into ``data/runs/samples-offline``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from etl_pipeline.config import DEFAULT_INPUT_DIR, DEFAULT_RUNS_DIR, LLM_STAGES, EtlConfig
+
+EPILOG = (
+    "Exit codes: 0 = every document processed; 2 = partial (some documents failed, each one is "
+    "named with its reason in report.json and in the summary; the rest were processed); "
+    "1 = fatal (bad input folder, no documents, a model that cannot load, bad options). "
+    "Re-running with the same output folder skips unchanged documents and resumes a killed run."
+)
+
+app = typer.Typer(add_completion=False, rich_markup_mode=None)
+
+
+def _split(value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+@app.command(epilog=EPILOG, help=(
+    "Turn a folder of documents (.txt .md .rst .html .pdf .jsonl) into chunks, metadata, summaries, "
+    "validated QA pairs, fine-tuning data and a FAISS index, with small local LLMs through Pydantic AI "
+    "agents in an async Pydantic Graph. Outputs go to one run folder (see docs/etl_pipeline.md)."
+))
+def main(
+    input_dir: Annotated[Path, typer.Argument(help="Folder scanned recursively for documents.")] = DEFAULT_INPUT_DIR,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Run folder (default: data/runs/<input folder>-<profile>).")
+    ] = None,
+    profile: Annotated[str, typer.Option(help="Model profile: 'offline' (SmolLM2-135M, no network) or 'lfm2'.")] = "offline",
+    concurrency: Annotated[int, typer.Option(help="LLM requests in flight per stage (the model's batch size).")] = 16,
+    docs_in_flight: Annotated[
+        int | None, typer.Option(help="Documents processed at once (default: the concurrency).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Process only the first N documents (sorted by path).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Load and chunk only: no model, nothing written.")] = False,
+    max_chunk_tokens: Annotated[int, typer.Option(help="Token budget of a chunk (embedder word pieces).")] = 160,
+    max_chunks_per_doc: Annotated[int, typer.Option(help="Longer documents are truncated (and reported).")] = 48,
+    qa_per_chunk: Annotated[int, typer.Option(help="Most QA pairs generated per chunk (1-4).")] = 2,
+    stages: Annotated[
+        str | None, typer.Option(help=f"Comma-separated LLM stages to run (default all: {','.join(LLM_STAGES)}); others use fallbacks.")
+    ] = None,
+    categories: Annotated[str | None, typer.Option(help="Comma-separated classification labels.")] = None,
+    llm_boundaries: Annotated[bool, typer.Option("--llm-boundaries", help="Let the model propose chunk boundaries.")] = False,
+    grounding_threshold: Annotated[
+        float, typer.Option(help="Least share (0-1) of a QA answer's content words that must occur in its chunk.")
+    ] = 0.6,
+    judge_threshold: Annotated[
+        float | None, typer.Option(help="Least judge score (0-1) of a valid QA pair (default: 0 = advisory for 'offline', 0.5 otherwise).")
+    ] = None,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy decoding (reproducible).")] = 0.0,
+    no_track: Annotated[bool, typer.Option("--no-track", help="Do not log the run to MLflow.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    console = Console(stderr=True)
+    fields = {
+        "input_dir": input_dir,
+        "output_dir": output or DEFAULT_RUNS_DIR / f"{Path(input_dir).resolve().name}-{profile}",
+        "profile": profile,
+        "concurrency": concurrency,
+        "docs_in_flight": docs_in_flight,
+        "limit": limit,
+        "dry_run": dry_run,
+        "max_chunk_tokens": max_chunk_tokens,
+        "max_chunks_per_doc": max_chunks_per_doc,
+        "qa_per_chunk": qa_per_chunk,
+        "llm_boundaries": llm_boundaries,
+        "temperature": temperature,
+        "judge_threshold": judge_threshold,
+        "grounding_threshold": grounding_threshold,
+    }
+    if stages is not None:
+        fields["stages"] = _split(stages)
+    if categories is not None:
+        fields["categories"] = _split(categories)
+    try:
+        config = EtlConfig(**fields)
+    except ValueError as exc:
+        console.print(f"[red]invalid options:[/red] {exc}")
+        raise typer.Exit(1) from None
+    if dry_run:
+        raise typer.Exit(_dry_run(config, console))
+    raise typer.Exit(_run(config, console, quiet=quiet, track=not no_track))
+
+
+def _run(config: EtlConfig, console: Console, *, quiet: bool, track: bool) -> int:
+    from etl_pipeline.progress import RichEvents, summary_table
+    from etl_pipeline.runner import run
+
+    console.print(f"ETL {config.input_dir} -> {config.output_dir} (profile {config.profile}, concurrency {config.concurrency})")
+    if quiet:
+        result = run(config, track=track)
+    else:
+        with RichEvents(console) as events:
+            result = run(config, events=events, on_documents=events.set_documents, track=track)
+    if result.exit_code == 1:
+        console.print(f"[red]fatal:[/red] {result.message}")
+        return 1
+    Console().print(summary_table(result.report))
+    console.print(f"outputs in {result.output_dir} — status {result.status}")
+    return result.exit_code
+
+
+def _dry_run(config: EtlConfig, console: Console) -> int:
+    from etl_pipeline.chunking import build_chunks
+    from etl_pipeline.loaders import LoadError, load_document
+    from etl_pipeline.runner import FatalError, select_sources
+
+    try:
+        _, selected = select_sources(config)
+    except FatalError as exc:
+        console.print(f"[red]fatal:[/red] {exc}")
+        return 1
+    table = Table(title=f"dry run: {config.input_dir}")
+    for col in ("source", "status", "chunks", "tokens", "note"):
+        table.add_column(col)
+    failed = 0
+    for item in selected:
+        try:
+            doc = load_document(item, max_bytes=int(config.max_file_mb * 1e6), jsonl_text_field=config.jsonl_text_field)
+        except LoadError as exc:
+            failed += 1
+            table.add_row(item.source, "[red]error", "", "", exc.reason)
+            continue
+        result = build_chunks(
+            doc, max_tokens=config.max_chunk_tokens, min_tokens=config.min_chunk_tokens, max_chunks=config.max_chunks_per_doc
+        )
+        note = "; ".join(doc.metadata.get("warnings", []) + result.warnings)
+        table.add_row(item.source, "ok", str(len(result.chunks)), str(sum(c.n_tokens for c in result.chunks)), note[:80])
+    Console().print(table)
+    return 2 if failed else 0
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,54 @@
+"""A failing experiment is named with its cause; the others in the same invocation still run and are
+recorded (summary.json, experiment.json, MLflow)."""
+
+from __future__ import annotations
+
+import json
+
+from experiments_testkit import mlflow_runs, run_cli, write_config
+
+
+def test_bad_dataset_and_bad_config_values_fail_alone(hand_beir, tmp_path, mlflow_uri, in_tmp_project):
+    config = write_config(tmp_path / "exp.toml", f"""
+[rag_quality]
+dataset = "{hand_beir}"
+variants = [{{name = "bm25", retriever = "bm25"}}]
+
+[ft_quality]
+dataset = "{tmp_path / 'no-such-run'}"
+
+[model_ablation]
+limit = "three"
+""")
+    out = tmp_path / "out"
+    result = run_cli("--experiments", "ft_quality", "rag_quality", "model_ablation", "--config", str(config),
+                     "--output-dir", str(out), "--mlflow-uri", mlflow_uri)
+    assert result.exit_code == 1
+    assert "ft_quality" in result.output and "no-such-run" in result.output and "does not exist" in result.output
+    assert "model_ablation" in result.output and "limit" in result.output
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rag_quality"]["status"] == "ok"
+    assert summary["ft_quality"]["status"] == "failed" and "no-such-run" in summary["ft_quality"]["error"]
+    assert summary["model_ablation"]["status"] == "failed" and "limit" in summary["model_ablation"]["error"]
+    assert (out / "rag_quality" / "metrics.json").is_file()
+    failed = json.loads((out / "ft_quality" / "experiment.json").read_text())
+    assert failed["status"] == "failed" and "dataset" in failed["error"]
+    parent, _ = mlflow_runs(mlflow_uri, "rag_quality")
+    assert parent.info.status == "FINISHED"
+
+
+def test_a_failure_inside_an_experiment_marks_its_mlflow_run_failed(tmp_path, mlflow_uri, in_tmp_project):
+    """A BEIR folder whose qrels name a document that is not in the corpus: rag_quality fails while
+    loading it, with the file and line, and its MLflow run ends FAILED with the error as a tag."""
+    from liquid_shared.data import write_beir
+
+    folder = write_beir(tmp_path / "broken", {"d1": "some text"}, {"q1": "text"}, {"q1": {"d9": 1}})
+    out = tmp_path / "out"
+    result = run_cli("-e", "rag_quality", "--dataset", str(folder), "--output-dir", str(out),
+                     "--mlflow-uri", mlflow_uri)
+    assert result.exit_code == 1
+    assert "d9" in result.output and "test.tsv" in result.output
+    parent, _ = mlflow_runs(mlflow_uri, "rag_quality")
+    assert parent.info.status == "FAILED" and "d9" in parent.data.tags["error"]
+    assert json.loads((out / "rag_quality" / "experiment.json").read_text())["status"] == "failed"
