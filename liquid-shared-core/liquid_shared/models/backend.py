@@ -12,6 +12,7 @@ an all ``-inf`` row and crash sampling).
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,9 @@ from liquid_shared.models.errors import PromptTooLong
 from liquid_shared.models.grammar import GrammarCache, RowGrammarProcessor
 from liquid_shared.models.loading import load_model_and_tokenizer, weight_bytes
 from liquid_shared.models.spec import ModelSpec
+
+
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f]")
 
 
 @dataclass
@@ -155,6 +159,10 @@ class LocalLiquidModel:
                     n_out, ended = j, True
                     break
             text = tok.decode(row[:n_out], skip_special_tokens=True).strip()
+            if reqs[i].json_schema is not None:
+                # Byte-level tokens can put a raw control character inside a JSON string. Compact
+                # JSON has no whitespace outside strings, so escaping them all is lossless.
+                text = _CONTROL_CHARS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
             complete = ended and (grammar_proc is None or grammar_proc.terminated(i) or reqs[i].json_schema is None)
             results.append(GenResult(text=text, input_tokens=len(p), output_tokens=n_out, complete=complete))
         return results
