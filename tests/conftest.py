@@ -33,15 +33,3 @@ def wikipedia_articles(shared_data_dir: Path) -> Path:
     if not path.is_file():
         pytest.skip(f"Wikipedia articles not found at {path}")
     return path
-
-
-# Slow end-to-end tests of the open experiments issue were not verified to pass when their code
-# was committed; they are marked ``in_progress`` and excluded by the default ``-m`` until that
-# issue is closed. Run them with ``pytest -m in_progress``.
-_IN_PROGRESS_DIRS = (REPO_ROOT / "tests" / "experiments",)
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if "slow" in item.keywords and any(Path(item.path).is_relative_to(d) for d in _IN_PROGRESS_DIRS):
-            item.add_marker(pytest.mark.in_progress)

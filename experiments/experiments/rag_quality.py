@@ -143,7 +143,10 @@ def run(config: RagQualityConfig, ctx: RunContext) -> ExperimentResult:
 
     t0 = time.perf_counter()
     frames = []
-    if config.baseline in results and len(results) > 1:
+    notes = list(data.notes)
+    if len(queries) < 2:
+        notes.append(f"no significance tests: {len(queries)} query (paired tests and bootstrap CIs need at least 2)")
+    elif config.baseline in results and len(results) > 1:
         for metric in config.metrics:
             scores = {name: res.per_query[metric] for name, res in results.items()}
             frames.append(paired_table(scores, config.baseline, test=config.test, correction=config.correction,
@@ -175,15 +178,15 @@ def run(config: RagQualityConfig, ctx: RunContext) -> ExperimentResult:
             params["boost_factor"] = config.boost_factor
         ctx.log_variant(name, means, params=params, extra_metrics={"search_seconds": ranked.seconds.get(name, 0.0)})
 
-    ctx.write_text("report.md", _report(config, data, described, metrics, frames, ranked.skipped, timings,
-                                        ranked.boosted_queries, metrics_table, tables_markdown))
-    notes = list(data.notes)
     if any(v.metadata_boost for v in config.variants) and not ranked.skipped:
         notes.append(f"metadata boosts applied to {ranked.boosted_queries} query rankings")
+    ctx.write_text("report.md", _report(config, data, described, metrics, frames, ranked.skipped, timings,
+                                        notes, metrics_table, tables_markdown))
     return ExperimentResult(metrics=metrics, skipped=ranked.skipped, notes=notes)
 
 
-def _report(config, data, described, metrics, frames, skipped, timings, boosted, metrics_table, tables_markdown) -> str:
+def _report(config, data, described, metrics, frames, skipped, timings, notes, metrics_table,
+            tables_markdown) -> str:
     lines = [f"# rag_quality on {data.name}", "",
              f"{described['documents']} documents, {described['queries_evaluated']} queries "
              f"({described['judgments']} judgments in the split); source `{data.source}` ({data.kind}).",
@@ -195,9 +198,6 @@ def _report(config, data, described, metrics, frames, skipped, timings, boosted,
     if frames:
         lines += ["## Against the baseline", "", tables_markdown(frames[:1]),
                   "The other metrics' tables: `significance.csv` and `tables/significance_<metric>.tex`.", ""]
-    if any(v.metadata_boost for v in config.variants) and not skipped:
-        lines += [f"Metadata boosts (factor {config.boost_factor}) changed the candidates of {boosted} queries.", ""]
     lines += ["## Timings", "", metrics_table({step: {"seconds": s} for step, s in timings.items()}, row_header="step")]
-    for note in data.notes:
-        lines.append(f"- {note}")
+    lines += ["## Notes", ""] + [f"- {note}" for note in notes] if notes else []
     return "\n".join(lines) + "\n"

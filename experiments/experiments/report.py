@@ -96,6 +96,15 @@ def _config_from_params(params: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+def _same_columns(metrics: dict[str, dict[str, float]]) -> list[dict[str, dict[str, float]]]:
+    """Variants split into groups that share the same metrics (dual_pipeline's pipelines, its ratios
+    and its agreement figures each get their own table instead of one sparse one)."""
+    groups: dict[tuple[str, ...], dict[str, dict[str, float]]] = {}
+    for variant, values in metrics.items():
+        groups.setdefault(tuple(values), {})[variant] = values
+    return list(groups.values())
+
+
 def _slug(metric: str) -> str:
     return metric.replace("@", "_at_")
 
@@ -164,8 +173,10 @@ def build_report(root: Path, *, names: list[str] | None = None, metrics: list[st
             if metrics:
                 present = {m for values in run.metrics.values() for m in values}
                 columns = [m for m in metrics if m in present] or None
-            md = metrics_table(run.metrics, columns)
-            tex = metrics_table(run.metrics, columns, fmt="latex", caption=f"{run.name}: mean per variant.")
+            groups = _same_columns(run.metrics) if columns is None else [run.metrics]
+            md = "\n".join(metrics_table(group, columns) for group in groups)
+            tex = "\n".join(metrics_table(group, columns, fmt="latex", caption=f"{run.name}: mean per variant.")
+                             for group in groups)
             for suffix, text in ((".md", md), (".tex", tex)):
                 path = out / f"{run.name}{suffix}"
                 path.write_text(text, encoding="utf-8")

@@ -101,3 +101,20 @@ n_boot = 500
     skipped = json.loads((out / "rag_quality" / "skipped.json").read_text())
     assert "hybrid_boost" in skipped and "no tags or categories" in skipped["hybrid_boost"]
     assert "hybrid_boost" not in metrics
+
+
+def test_one_query_gives_metrics_and_says_why_there_are_no_tests(tmp_path, mlflow_uri, in_tmp_project):
+    from liquid_shared.data import write_beir
+
+    corpus = {"a": "red apples", "b": "green pears", "c": "yellow bananas", "d": "purple plums"}
+    folder = write_beir(tmp_path / "one", corpus, {"q": "apples"}, {"q": {"a": 1}})
+    config = write_config(tmp_path / "exp.toml", BM25_TWICE)
+    out = tmp_path / "out"
+    result = run_cli("-e", "rag_quality", "--dataset", str(folder), "--config", str(config), "--output-dir", str(out),
+                     "--mlflow-uri", mlflow_uri)
+    assert result.exit_code == 0, result.output
+    metrics = assert_mlflow_matches_disk(mlflow_uri, "rag_quality", out)
+    assert metrics["bm25"]["ndcg@10"] == 1.0
+    assert not (out / "rag_quality" / "significance.csv").exists()
+    notes = json.loads((out / "rag_quality" / "experiment.json").read_text())["notes"]
+    assert any("no significance tests" in n for n in notes)
