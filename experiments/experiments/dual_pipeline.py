@@ -26,9 +26,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from experiments.base import ExperimentConfig, ExperimentResult, RunContext
+from experiments.base import ExperimentResult, RunContext
+from experiments.documents import DocumentsConfig
 from experiments.registry import register
 
 RAG_STAGES = ["metadata", "classify", "taxonomy", "facts", "summary"]
@@ -40,14 +41,7 @@ RATIOS = ("wall_seconds", "processing_seconds", "cpu_seconds", "model_requests",
           "model_loads", "peak_rss_mb")
 
 
-def _default_documents() -> Path:
-    from etl_pipeline.config import DEFAULT_INPUT_DIR
-
-    return DEFAULT_INPUT_DIR
-
-
-class DualPipelineConfig(ExperimentConfig):
-    documents: Path = Field(default_factory=_default_documents, description="Folder of input documents.")
+class DualPipelineConfig(DocumentsConfig):
     limit: int | None = Field(None, ge=1, description="Only the first N documents (sorted by path).")
     profile: str = Field("offline", description="Model profile of the ETL.")
     temperature: float | None = Field(0.0, ge=0, description="Decoding temperature; 0 = greedy (default).")
@@ -57,14 +51,6 @@ class DualPipelineConfig(ExperimentConfig):
     rag_stages: list[str] = Field(default_factory=lambda: list(RAG_STAGES), min_length=1)
     ft_stages: list[str] = Field(default_factory=lambda: list(FT_STAGES), min_length=1)
     timeout_s: float | None = Field(None, gt=0, description="Per pipeline run; None = no limit.")
-
-    @field_validator("documents")
-    @classmethod
-    def _folder(cls, value: Path) -> Path:
-        value = Path(value).expanduser()
-        if not value.is_dir():
-            raise ValueError(f"documents folder {value} does not exist or is not a folder")
-        return value.resolve()
 
     @model_validator(mode="after")
     def _stages(self) -> DualPipelineConfig:

@@ -27,9 +27,10 @@ import statistics
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from experiments.base import ExperimentConfig, ExperimentResult, RunContext
+from experiments.base import ExperimentResult, RunContext
+from experiments.documents import DocumentsConfig
 from experiments.registry import register
 
 LFM2_SIZES = {"lfm2_350m": "LiquidAI/LFM2-350M", "lfm2_700m": "LiquidAI/LFM2-700M",
@@ -59,14 +60,7 @@ def default_variants() -> list[AblationVariant]:
     return variants
 
 
-def _default_documents() -> Path:
-    from etl_pipeline.config import DEFAULT_INPUT_DIR
-
-    return DEFAULT_INPUT_DIR
-
-
-class ModelAblationConfig(ExperimentConfig):
-    documents: Path = Field(default_factory=_default_documents, description="Folder of input documents.")
+class ModelAblationConfig(DocumentsConfig):
     limit: int | None = Field(3, ge=1, description="Only the first N documents (sorted by path); None = all.")
     profile: str = Field("offline", description="Model profile for stages a variant does not override.")
     stages: list[str] = Field(default_factory=lambda: ["qa", "judge"], min_length=1)
@@ -77,14 +71,6 @@ class ModelAblationConfig(ExperimentConfig):
     n_boot: int = Field(10_000, ge=100)
     alpha: float = Field(0.05, gt=0, lt=1)
     timeout_s: float | None = Field(None, gt=0, description="Per ETL run; None = no limit.")
-
-    @field_validator("documents")
-    @classmethod
-    def _folder(cls, value: Path) -> Path:
-        value = Path(value).expanduser()
-        if not value.is_dir():
-            raise ValueError(f"documents folder {value} does not exist or is not a folder")
-        return value.resolve()
 
     @model_validator(mode="after")
     def _check(self) -> ModelAblationConfig:

@@ -52,3 +52,21 @@ def test_a_failure_inside_an_experiment_marks_its_mlflow_run_failed(tmp_path, ml
     parent, _ = mlflow_runs(mlflow_uri, "rag_quality")
     assert parent.info.status == "FAILED" and "d9" in parent.data.tags["error"]
     assert json.loads((out / "rag_quality" / "experiment.json").read_text())["status"] == "failed"
+
+
+def test_a_bad_documents_folder_fails_both_etl_experiments_naming_it(tmp_path, mlflow_uri, in_tmp_project):
+    """dual_pipeline and model_ablation share their ``documents`` setting (``experiments.documents``):
+    a missing folder, or a file given as the folder, fails each of them with the path in the message."""
+    missing, a_file = tmp_path / "no-such-docs", tmp_path / "notes.txt"
+    a_file.write_text("not a folder\n", encoding="utf-8")
+    for documents in (missing, a_file):
+        out = tmp_path / f"out-{documents.name}"
+        result = run_cli("-e", "dual_pipeline", "model_ablation", "--documents", str(documents),
+                         "--output-dir", str(out), "--mlflow-uri", mlflow_uri)
+        assert result.exit_code == 1
+        summary = json.loads((out / "summary.json").read_text())
+        for name in ("dual_pipeline", "model_ablation"):
+            error = summary[name]["error"]
+            assert summary[name]["status"] == "failed"
+            assert error.startswith("invalid config: documents:") and str(documents) in error, error
+            assert "does not exist or is not a folder" in error
