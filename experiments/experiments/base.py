@@ -29,8 +29,7 @@ class ExperimentConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    seed: int = Field(0, description="Seed for sampling, resampling and subsampling.")
-    n_runs: int = Field(1, ge=1, le=100, description="Repetitions where an experiment measures time or sampling.")
+    seed: int = Field(0, description="Seed for sampling, bootstrap resampling and subsampling (--seed).")
 
 
 @dataclass

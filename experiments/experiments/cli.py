@@ -21,20 +21,24 @@ a nested run per variant), with the same files in a run folder on disk:
 <output-dir>/<experiment>/metrics.json ({variant: {metric: mean}}), per-query or per-sample CSV,
 report.md, plots, and experiment.json (status, config, MLflow run id).
 
-Experiments (details: --list; a guide: docs/experiments.md):
-rag_quality, dual_pipeline, model_ablation, ft_quality.
+Experiments: rag_quality, dual_pipeline, model_ablation, ft_quality. `--list` shows what each one
+measures and every config field with its default and meaning; docs/experiments.md is the guide.
+Settings: defaults < --config file < the options below. --seed, --n-runs, --dataset and --documents
+set the config field of that name in every selected experiment that has it; an option that none of
+them has is an error.
 
 \b
 Examples:
   python run_experiments.py --experiments rag_quality --dataset ../shared/data/beir/scifact
-  python run_experiments.py --experiments rag_quality dual_pipeline --n-runs 3
+  python run_experiments.py --experiments dual_pipeline model_ablation --documents data/samples --n-runs 3
   python run_experiments.py --all --config experiments.toml
   python run_experiments.py --list
   python run_experiments.py report --output-dir results/experiments
 """
 
 RUN_EPILOG = ("Exit codes: 0 = every experiment succeeded; 1 = at least one failed (each failure is named, "
-              "the others still ran and were recorded); 2 = bad command line or unreadable --config file.")
+              "the others still ran and were recorded); 2 = bad command line (unknown experiment, none named, an option no "
+              "selected experiment uses) or an unreadable --config file; nothing runs then.")
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, no_args_is_help=False,
                   help="Experiments over the Liquid stack. Commands: run (the default) and report.")
@@ -47,23 +51,65 @@ def _names(values: list[str] | None) -> list[str]:
     return list(dict.fromkeys(out))
 
 
+def _shown_default(info) -> str:
+    default = info.get_default(call_default_factory=True)
+    if isinstance(default, list) and default and all(hasattr(d, "name") for d in default):
+        return ", ".join(d.name for d in default)  # variants / sets: their names
+    return str(default) if isinstance(default, Path) else repr(default)
+
+
+def _item_type(info) -> type | None:
+    """The pydantic model of a ``list[Model]`` field (variants, sets), else None."""
+    from pydantic import BaseModel
+
+    for arg in getattr(info.annotation, "__args__", ()):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
+
+
+def _fields_table(title: str, fields: dict) -> Table:
+    table = Table(title=escape(title), title_justify="left", show_lines=False, expand=False)
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column("default")
+    table.add_column("meaning")
+    for field_name, info in fields.items():
+        default = "(required)" if info.is_required() else _shown_default(info)
+        table.add_row(field_name, escape(default), escape(info.description or ""))
+    return table
+
+
 def _list_table(console: Console) -> None:
+    """Every experiment: what it measures, then each config field with its default and meaning."""
     from experiments.registry import all_experiments
 
-    table = Table(title="experiments", show_lines=True)
-    table.add_column("name", style="bold")
-    table.add_column("what it measures")
-    table.add_column("config fields (defaults)")
+    console.print(escape("Config fields are set in a --config file (top-level keys: every experiment that has the "
+                         "field; an [experiment] table: that one), and --seed, --n-runs, --dataset, --documents set "
+                         "the field of the same name. Guide: docs/experiments.md"), highlight=False)
     for name, exp in all_experiments().items():
-        fields = []
-        for field_name, info in exp.config_type.model_fields.items():
-            default = info.get_default(call_default_factory=True)
-            shown = str(default) if isinstance(default, Path) else repr(default)
-            if isinstance(default, list | dict) and len(shown) >= 60:
-                shown = "[...] (see docs/experiments.md)"
-            fields.append(f"{field_name} = {shown}")
-        table.add_row(name, escape(exp.summary), escape("\n".join(fields)))
-    console.print(table)
+        console.print()
+        console.rule(f"[bold]{name}[/bold]")
+        console.print(escape(exp.summary), highlight=False)
+        fields = exp.config_type.model_fields
+        console.print(_fields_table(f"[{name}] fields", fields))
+        for field_name, info in fields.items():
+            item = _item_type(info)
+            if item is not None:
+                console.print(_fields_table(f"each of {field_name} = [{{...}}, ...]", item.model_fields))
+
+
+def unused_options(experiments: list, options: dict) -> list[str]:
+    """Command-line options (given) that set a field none of ``experiments`` has, with who takes them."""
+    from experiments.registry import all_experiments
+
+    problems = []
+    for option, (field_name, value) in options.items():
+        if value is None or any(field_name in e.config_type.model_fields for e in experiments):
+            continue
+        takers = [n for n, e in all_experiments().items() if field_name in e.config_type.model_fields]
+        problems.append(f"{option} is not used by {', '.join(e.name for e in experiments)} "
+                        f"(it applies to {', '.join(takers)})")
+    return problems
 
 
 @app.command(help=RUN_HELP, epilog=RUN_EPILOG)
@@ -74,12 +120,13 @@ def run(
     more: Annotated[list[str] | None, typer.Argument(
         help="More experiment names (so that `--experiments a b` works).", show_default=False)] = None,
     run_all: Annotated[bool, typer.Option("--all", help="Run every experiment, in --list order.")] = False,
-    list_: Annotated[bool, typer.Option("--list", help="List the experiments and their config fields, then exit.")] = False,
+    list_: Annotated[bool, typer.Option("--list", help="List the experiments and every config field (default, meaning), then exit.")] = False,
     config: Annotated[Path | None, typer.Option(
         "--config", help="TOML or JSON file: one table per experiment ([rag_quality] ...), top-level keys for all.")] = None,
     dataset: Annotated[Path | None, typer.Option(
         "--dataset", help="Evaluation data for rag_quality and ft_quality: a BEIR folder (corpus.jsonl, "
-        "queries.jsonl, qrels/) or an ETL run folder. Default: the default ETL run (made first if missing).")] = None,
+        "queries.jsonl, qrels/) or an ETL run folder; ft_quality also takes a fine-tuning JSONL file. Default: the "
+        "default ETL run (made first if missing).")] = None,
     documents: Annotated[Path | None, typer.Option(
         "--documents", help="Input documents for dual_pipeline and model_ablation (a folder the ETL reads). "
         "Default: data/samples.")] = None,
@@ -87,9 +134,10 @@ def run(
         "--mlflow-uri", help="MLflow tracking URI (default: LIQUID_MLFLOW_URI, else sqlite:///<project>/mlruns.db).")] = None,
     output_dir: Annotated[Path | None, typer.Option(
         "--output-dir", help="Where run folders go: <output-dir>/<experiment>/ (default: results/experiments).")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed for sampling, bootstrap and subsampling.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed for sampling, bootstrap resampling and subsampling (default 0).")] = None,
     n_runs: Annotated[int | None, typer.Option(
-        "--n-runs", help="Repetitions where an experiment measures time or samples (dual_pipeline, model_ablation).")] = None,
+        "--n-runs", help="Runs of every pipeline variant, with seeds seed, seed + 1, ... (dual_pipeline, "
+        "model_ablation; default 1).")] = None,
 ) -> None:
     console = Console(stderr=True, soft_wrap=True)
     from experiments.config_file import ConfigFileError, read_config_file
@@ -116,13 +164,20 @@ def run(
     if n_runs is not None and n_runs < 1:
         console.print(f"[red]error:[/red] --n-runs must be >= 1, got {n_runs}")
         raise typer.Exit(2)
+    selected = [registry[n] for n in names]
+    unused = unused_options(selected, {"--dataset": ("dataset", dataset), "--documents": ("documents", documents),
+                                       "--n-runs": ("n_runs", n_runs)})
+    if unused:
+        for problem in unused:
+            console.print(f"[red]error:[/red] {escape(problem)}")
+        raise typer.Exit(2)
 
     from experiments.runner import run_experiments
     from experiments.settings import default_output_dir
 
     root = (output_dir or default_output_dir()).expanduser().resolve()
     overrides = {"dataset": dataset, "documents": documents, "seed": seed, "n_runs": n_runs}
-    outcomes = run_experiments([registry[n] for n in names], config_file, overrides, root, mlflow_uri, console)
+    outcomes = run_experiments(selected, config_file, overrides, root, mlflow_uri, console)
 
     table = Table(title=f"experiments -> {root}")
     for col in ("experiment", "status", "seconds", "result"):

@@ -1,8 +1,9 @@
-"""The input documents of the experiments that run the ETL themselves (dual_pipeline, model_ablation).
+"""The settings shared by the experiments that run the ETL themselves (dual_pipeline, model_ablation).
 
-``DocumentsConfig`` is their shared config base: a ``documents`` folder (default: the ETL's own
-default input, ``data/samples``), checked to be an existing folder and made absolute, so that every
-ETL worker process reads the same files whatever its working folder.
+``DocumentsConfig`` is their config base: a ``documents`` folder (default: the ETL's own default
+input, ``data/samples``), checked to be an existing folder and made absolute so that every ETL
+worker process reads the same files whatever its working folder, and ``n_runs``, how often each
+pipeline variant runs (these are the experiments that measure time and sample).
 """
 
 from __future__ import annotations
@@ -16,16 +17,17 @@ from experiments.base import ExperimentConfig
 
 def default_documents() -> Path:
     """The ETL's default input folder (``data/samples`` of the project)."""
-    from etl_pipeline.config import DEFAULT_INPUT_DIR
+    from etl_pipeline import DEFAULT_INPUT_DIR
 
     return DEFAULT_INPUT_DIR
 
 
 class DocumentsConfig(ExperimentConfig):
-    """An experiment that runs the ETL on a folder of documents (``--documents``)."""
+    """An experiment that runs the ETL on a folder of documents (``--documents``), ``n_runs`` times."""
 
+    n_runs: int = Field(1, ge=1, le=100, description="Runs of every variant (seeds seed, seed + 1, ...) (--n-runs).")
     documents: Path = Field(default_factory=default_documents,
-                            description="Folder of input documents (default: data/samples).")
+                            description="Folder of input documents (--documents; default: data/samples).")
 
     @field_validator("documents")
     @classmethod

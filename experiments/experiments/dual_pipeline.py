@@ -45,11 +45,13 @@ class DualPipelineConfig(DocumentsConfig):
     limit: int | None = Field(None, ge=1, description="Only the first N documents (sorted by path).")
     profile: str = Field("offline", description="Model profile of the ETL.")
     temperature: float | None = Field(0.0, ge=0, description="Decoding temperature; 0 = greedy (default).")
-    concurrency: int = Field(8, ge=1, le=256)
-    max_chunk_tokens: int = Field(160, ge=16, le=2048)
-    qa_per_chunk: int = Field(2, ge=1, le=4)
-    rag_stages: list[str] = Field(default_factory=lambda: list(RAG_STAGES), min_length=1)
-    ft_stages: list[str] = Field(default_factory=lambda: list(FT_STAGES), min_length=1)
+    concurrency: int = Field(8, ge=1, le=256, description="LLM requests in flight per stage (the ETL's concurrency).")
+    max_chunk_tokens: int = Field(160, ge=16, le=2048, description="Token budget of one chunk.")
+    qa_per_chunk: int = Field(2, ge=1, le=4, description="Most QA pairs generated per chunk.")
+    rag_stages: list[str] = Field(default_factory=lambda: list(RAG_STAGES), min_length=1,
+                                  description="LLM stages of the RAG-only pipeline.")
+    ft_stages: list[str] = Field(default_factory=lambda: list(FT_STAGES), min_length=1,
+                                 description="LLM stages of the fine-tuning-only pipeline.")
     timeout_s: float | None = Field(None, gt=0, description="Per pipeline run; None = no limit.")
 
     @model_validator(mode="after")

@@ -70,17 +70,36 @@ def build_provider(spec: WorkerSpec, profile: str):
     return provide, free_models
 
 
+def registry_usage(registry: Any) -> dict[str, Any]:
+    """Model loads (per model name), generate batches and model requests of a ``ModelRegistry``.
+
+    The registry keeps one loaded model per distinct ``ModelSpec``, so two specs of the same model
+    (e.g. a variant's QA spec with other decoding settings next to the judge's) are two loads with
+    their own counters: everything is summed over specs, never keyed by the model name alone.
+    Batches and requests are the ``calls`` / ``rows`` counters of each loaded model (the registry
+    has no accessor for them); a model the registry unloaded to make room takes its counts along.
+    """
+    loads: dict[str, int] = {}
+    for model_spec, n in registry.load_counts.items():
+        loads[model_spec.model] = loads.get(model_spec.model, 0) + n
+    backends = [registry.get(s) for s in registry.loaded_specs()]
+    return {
+        "model_loads": loads,
+        "registry_peak_weight_bytes": int(registry.peak_weight_bytes),
+        "generate_batches": sum(b.calls for b in backends),
+        "model_requests": sum(b.rows for b in backends),
+    }
+
+
 def run_spec(spec: WorkerSpec) -> dict[str, Any]:
     from etl_pipeline import EtlConfig
-    from experiments.etl_api import run_etl_sync
-    from liquid_shared.models import get_registry
+    from etl_pipeline import run as run_etl
+    from liquid_shared import get_registry
 
     start = time.perf_counter()
     config = EtlConfig(**spec.etl)
     provider, free_models = build_provider(spec, config.profile)
-    result = run_etl_sync(config, model_provider=provider, track=False)
-    registry = get_registry()
-    loaded = {s.model: registry.get(s) for s in registry.loaded_specs()}
+    result = run_etl(config, model_provider=provider, track=False)
     free: dict[str, dict[str, int]] = {}
     for model in free_models:
         for name, counts in model.stats().items():
@@ -93,10 +112,7 @@ def run_spec(spec: WorkerSpec) -> dict[str, Any]:
         "message": result.message,
         "output_dir": str(result.output_dir),
         "report": result.report,
-        "model_loads": {s.model: n for s, n in registry.load_counts.items()},
-        "registry_peak_weight_bytes": int(registry.peak_weight_bytes),
-        "generate_batches": sum(b.calls for b in loaded.values()),
-        "model_requests": sum(b.rows for b in loaded.values()),
+        **registry_usage(get_registry()),
         "free_decoding": free,
         "peak_rss_bytes": _peak_rss_bytes(),
         "cpu_seconds": _cpu_seconds(),

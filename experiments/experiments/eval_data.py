@@ -137,21 +137,16 @@ def ensure_default_etl_run(console: Console, settings: dict[str, Any] | None = N
 
 def run_etl_into(folder: Path, console: Console, **fields: Any) -> Path:
     """Run the ETL with default settings plus ``fields`` into ``folder`` (progress bars on stderr)."""
-    from etl_pipeline import EXIT_FATAL, EtlConfig
-    from experiments.etl_api import run_etl_sync
+    from etl_pipeline import EXIT_FATAL, EtlConfig, RichEvents
+    from etl_pipeline import run as run_etl
 
     try:
         config = EtlConfig(**{**fields, "output_dir": folder})
     except ValueError as exc:
         raise DatasetError(f"cannot make the default ETL run: invalid ETL settings {fields}: {exc}") from None
     console.print(escape(f"no ETL run at {folder}: running the ETL on {config.input_dir} first (profile {config.profile})"))
-    try:
-        from etl_pipeline.progress import RichEvents  # the ETL CLI's progress bars
-    except ImportError:  # pragma: no cover - progress display is optional
-        result = run_etl_sync(config, track=False)
-    else:
-        with RichEvents(console) as events:
-            result = run_etl_sync(config, events=events, on_documents=events.set_documents, track=False)
+    with RichEvents(console) as events:  # the ETL command line's progress bars
+        result = run_etl(config, events=events, on_documents=events.set_documents, track=False)
     if result.exit_code == EXIT_FATAL or not is_finished_etl_run(folder):
         raise DatasetError(f"the ETL could not make the default run in {folder}: {result.message or result.status}")
     return folder

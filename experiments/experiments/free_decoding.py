@@ -2,7 +2,7 @@
 
 ``FreeDecodingModel`` wraps a ``LiquidModel``: an agent with ``output_type=SomeModel`` gets
 pydantic-ai's *prompted* output mode (the JSON schema is written into the instructions and the
-reply is parsed and validated as JSON by pydantic-ai, with its usual output retries), but the
+reply is parsed and validated as JSON by pydantic-ai, with the agent's output retries), but the
 request reaches the local model as plain text generation, with no grammar. The same agent, the
 same prompt and the same model as constrained decoding; only the constraint is gone.
 

@@ -4,7 +4,7 @@ Per set (see ``ft_sets`` for what a set can be):
 
 * **schema validity**: share of records in the stack's chat format (``ft_sets``);
 * **grounding**: share of the answer's content words found in its context (the ETL's own
-  grounding score, ``etl_pipeline.grounding``), its mean and the share at or above
+  grounding score, ``etl_pipeline.grounding_score``), its mean and the share at or above
   ``grounding_threshold``;
 * **diversity**: distinct-1 and distinct-2 of the questions (distinct n-grams over all n-grams,
   Li et al. 2016) and the near-duplicate rate (questions whose embedding cosine to an earlier
@@ -38,7 +38,8 @@ ITEM_METRICS = ("schema_valid", "grounding", "grounded", "near_duplicate", "answ
 class FtSetSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$",
+                      description="Name in the tables (letters, digits, _ . -).")
     path: Path | None = Field(None, description="ETL run folder or JSONL file; None = the experiment's dataset.")
     select: Literal["ft", "valid", "invalid", "all"] = Field(
         "ft", description="ETL run folders: ft/samples.jsonl ('ft') or QA pairs by validation verdict.")
@@ -48,17 +49,22 @@ DEFAULT_SETS = [FtSetSpec(name="validated", select="ft"), FtSetSpec(name="reject
 
 
 class FtQualityConfig(ExperimentConfig):
-    dataset: Path | None = Field(None, description="ETL run folder (or FT JSONL file); None = the default ETL run.")
-    sets: list[FtSetSpec] = Field(default_factory=lambda: [s.model_copy() for s in DEFAULT_SETS], min_length=1)
-    grounding_threshold: float = Field(0.6, ge=0, le=1)
-    near_duplicate_threshold: float = Field(0.92, gt=0, le=1)
+    dataset: Path | None = Field(None, description="ETL run folder or fine-tuning JSONL file of the sets without a "
+                                 "path (--dataset); None = the default ETL run, made first if missing.")
+    sets: list[FtSetSpec] = Field(default_factory=lambda: [s.model_copy() for s in DEFAULT_SETS], min_length=1,
+                                  description="{name, path, select = ft|valid|invalid|all}; the first set is the "
+                                  "one the others are compared with.")
+    grounding_threshold: float = Field(0.6, ge=0, le=1, description="Least grounding score of a grounded answer.")
+    near_duplicate_threshold: float = Field(0.92, gt=0, le=1, description="Question embedding cosine at which a "
+                                            "question nearly repeats an earlier one.")
     reader_model: str | None = Field(None, description="Reader model id/path (default: the profile's 'answer' model).")
     max_reader_items: int | None = Field(200, ge=1, description="Reader answers at most this many items per set "
                                                                 "(a seeded random subset); None = all.")
-    reader_concurrency: int = Field(8, ge=1, le=64)
-    correction: Literal["holm", "bh", "none"] = "holm"
-    n_boot: int = Field(10_000, ge=100)
-    alpha: float = Field(0.05, gt=0, lt=1)
+    reader_concurrency: int = Field(8, ge=1, le=64, description="Reader questions in flight (the batch size).")
+    correction: Literal["holm", "bh", "none"] = Field(
+        "holm", description="Multiple-comparison correction over every (metric, set) comparison.")
+    n_boot: int = Field(10_000, ge=100, description="Bootstrap resamples for the CIs.")
+    alpha: float = Field(0.05, gt=0, lt=1, description="Significance level (after correction).")
     default_etl: dict[str, Any] = Field(default_factory=dict, description="EtlConfig settings for making the "
                                         "default ETL run when it is missing (e.g. {limit = 2}).")
 
@@ -93,7 +99,7 @@ def near_duplicates(questions: list[str], threshold: float) -> list[bool]:
     """``True`` for each question that nearly repeats an earlier one of the same set."""
     if not questions:
         return []
-    from etl_pipeline.dedup import near_duplicate_mask
+    from etl_pipeline import near_duplicate_mask
     from liquid_shared.embeddings import get_embedder
 
     vectors = get_embedder().encode(questions)
@@ -112,7 +118,7 @@ def _reader_model(name: str | None):
 def run(config: FtQualityConfig, ctx: RunContext) -> ExperimentResult:
     import pandas as pd
 
-    from etl_pipeline.grounding import grounding_score
+    from etl_pipeline import grounding_score
     from experiments.eval_data import ensure_default_etl_run
     from experiments.ft_sets import load_ft_set
     from experiments.reader import score_answers

@@ -13,9 +13,10 @@ Per variant (means over ``n_runs`` runs with seeds ``seed``, ``seed + 1``, ...):
 validity rate (valid / pairs), grounding rate (grounded / pairs), parse rate of the QA stage
 (agent runs that returned a valid output / runs), the first-try JSON rate under free decoding,
 retrieval quality of the generated questions over the variant's own chunks (``retriever``:
-nDCG@10, Recall@5, MRR@10, each question's relevant document its source chunk), wall time,
-tokens, peak memory. Validity, grounding and nDCG@10 are compared item by item with the
-``baseline`` variant (Mann-Whitney U, Holm over the family).
+nDCG@10, Recall@5, MRR@10, each question's relevant document its source chunk), wall time and
+CPU time of the worker process, tokens, model requests, peak memory. Validity, grounding and
+nDCG@10 are compared item by item with the ``baseline`` variant (Mann-Whitney U, Holm over the
+family).
 
 The default variants run on the offline model; the LFM2 size variants (350M, 700M, 1.2B, 2.6B)
 run where the weights are available locally and are skipped with the reason otherwise.
@@ -40,20 +41,26 @@ LFM2_SIZES = {"lfm2_350m": "LiquidAI/LFM2-350M", "lfm2_700m": "LiquidAI/LFM2-700
 class AblationVariant(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$",
+                      description="Name in the tables (letters, digits, _ . -).")
     etl: dict[str, Any] = Field(default_factory=dict, description="EtlConfig fields that differ from the defaults.")
     models: dict[str, dict[str, Any]] = Field(default_factory=dict,
                                               description="ModelSpec fields per profile stage ('qa', 'validation').")
-    decoding: Literal["constrained", "free"] = "constrained"
+    decoding: Literal["constrained", "free"] = Field(
+        "constrained", description="JSON-schema grammar (the default) or free decoding, JSON asked for by prompt only.")
 
 
 def default_variants() -> list[AblationVariant]:
+    """The baseline is the ETL's defaults (greedy decoding, 160-token chunks, 2 QA pairs per chunk,
+    grammar-constrained output); every other variant changes one of them."""
     variants = [
         AblationVariant(name="baseline"),
         AblationVariant(name="free_decoding", decoding="free"),
-        AblationVariant(name="greedy", etl={"temperature": 0.0}),
+        # sampling at LFM2's recommended temperature (with the spec's min_p and repetition penalty)
+        AblationVariant(name="temperature_0.3", etl={"temperature": 0.3}),
         AblationVariant(name="qa_per_chunk_1", etl={"qa_per_chunk": 1}),
-        AblationVariant(name="chunk_96_tokens", etl={"max_chunk_tokens": 96}),
+        # smaller than most sections of the sample documents, so the chunks really change
+        AblationVariant(name="chunk_64_tokens", etl={"max_chunk_tokens": 64}),
     ]
     for name, model in LFM2_SIZES.items():
         variants.append(AblationVariant(name=name, models={"qa": {"model": model}, "validation": {"model": model}}))
@@ -63,13 +70,18 @@ def default_variants() -> list[AblationVariant]:
 class ModelAblationConfig(DocumentsConfig):
     limit: int | None = Field(3, ge=1, description="Only the first N documents (sorted by path); None = all.")
     profile: str = Field("offline", description="Model profile for stages a variant does not override.")
-    stages: list[str] = Field(default_factory=lambda: ["qa", "judge"], min_length=1)
-    variants: list[AblationVariant] = Field(default_factory=default_variants, min_length=1)
-    baseline: str = "baseline"
-    retriever: Literal["bm25", "dense", "hybrid_rrf"] = "dense"
-    correction: Literal["holm", "bh", "none"] = "holm"
-    n_boot: int = Field(10_000, ge=100)
-    alpha: float = Field(0.05, gt=0, lt=1)
+    stages: list[str] = Field(default_factory=lambda: ["qa", "judge"], min_length=1,
+                              description="ETL LLM stages each variant runs (the others use their fallbacks).")
+    variants: list[AblationVariant] = Field(default_factory=default_variants, min_length=1,
+                                            description="{name, etl = {EtlConfig fields}, models = {profile stage = "
+                                            "{ModelSpec fields}}, decoding = constrained|free}.")
+    baseline: str = Field("baseline", description="Variant the others are tested against; it must run.")
+    retriever: Literal["bm25", "dense", "hybrid_rrf"] = Field(
+        "dense", description="Retriever of the generated questions over the variant's own chunks.")
+    correction: Literal["holm", "bh", "none"] = Field(
+        "holm", description="Multiple-comparison correction over every (metric, variant) comparison.")
+    n_boot: int = Field(10_000, ge=100, description="Bootstrap resamples for the CIs.")
+    alpha: float = Field(0.05, gt=0, lt=1, description="Significance level (after correction).")
     timeout_s: float | None = Field(None, gt=0, description="Per ETL run; None = no limit.")
 
     @model_validator(mode="after")
@@ -103,12 +115,8 @@ def stage_spec(profile: str, variant: AblationVariant, stage: str):
 
 def model_unavailable(profile: str, variant: AblationVariant) -> str | None:
     """Why a variant's models cannot be loaded here (not cached and no network), or None."""
-    from liquid_shared.models import ModelLoadError
+    from liquid_shared import ModelLoadError, resolve_source
 
-    try:
-        from liquid_shared.models.loading import resolve_source
-    except ImportError:  # pragma: no cover - the model layer moved it
-        return None
     for stage in variant.models:
         spec = stage_spec(profile, variant, stage)
         try:
@@ -180,6 +188,7 @@ def run_metrics(result: dict[str, Any], qa_rows: list[dict[str, Any]], retrieval
         "recall@5": statistics.fmean(r["recall@5"] for r in retrieval.values()) if retrieval else float("nan"),
         "mrr@10": statistics.fmean(r["mrr@10"] for r in retrieval.values()) if retrieval else float("nan"),
         "wall_seconds": costs["wall_seconds"],
+        "cpu_seconds": costs["cpu_seconds"],
         "processing_seconds": costs["processing_seconds"],
         "output_tokens": costs["output_tokens"],
         "model_requests": costs["model_requests"],
@@ -276,7 +285,7 @@ def run(config: ModelAblationConfig, ctx: RunContext) -> ExperimentResult:
         ctx.write_csv("significance.csv", pd.concat(frames, ignore_index=True))
         ctx.write_text("tables/significance.tex", tables_markdown(frames, fmt="latex", caption_prefix="Ablation, "))
     quality = ["qa_validity_rate", "grounding_rate", "qa_parse_rate", "ndcg@10"]
-    cost = ["wall_seconds", "peak_rss_mb", "output_tokens"]
+    cost = ["wall_seconds", "cpu_seconds", "peak_rss_mb", "output_tokens"]
     ctx.write_plot("plots/quality.png", lambda p: plot_metric_bars(metrics, quality, p, title="model_ablation: quality"))
     ctx.write_plot("plots/cost.png", lambda p: plot_metric_bars(metrics, cost, p, title="model_ablation: cost"))
     by_name = {v.name: v for v in config.variants}

@@ -28,22 +28,29 @@ DEFAULT_METRICS = ["ndcg@10", "recall@1", "recall@5", "recall@10", "recall@100",
 
 
 class RagQualityConfig(ExperimentConfig):
-    dataset: Path | None = Field(None, description="A BEIR folder or an ETL run folder; None = the default ETL run.")
+    dataset: Path | None = Field(None, description="A BEIR folder or an ETL run folder (--dataset); None = the "
+                                 "default ETL run, made first if missing.")
     split: str = Field("test", description="BEIR qrels split (qrels/<split>.tsv).")
     questions: Literal["all", "valid"] = Field("all", description="ETL runs: every generated question, or only valid ones.")
-    variants: list[VariantSpec] = Field(default_factory=lambda: [v.model_copy() for v in DEFAULT_VARIANTS], min_length=1)
+    variants: list[VariantSpec] = Field(default_factory=lambda: [v.model_copy() for v in DEFAULT_VARIANTS], min_length=1,
+                                        description="Retrievers to compare: {name, retriever = bm25|dense|hybrid, "
+                                        "fusion = rrf|weighted, dense_weight, metadata_boost}.")
     baseline: str = Field("bm25", description="Variant every other one is tested against.")
-    metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS), min_length=1)
+    metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS), min_length=1,
+                               description="IR metrics (ndcg@k, recall@k, mrr@k, map@k, precision@k); the first is "
+                               "the one report.md tabulates.")
     k: int = Field(100, ge=1, description="Documents retrieved per query (at least the largest metric cut-off).")
     candidates: int = Field(100, ge=1, description="Depth of the BM25 and dense lists that hybrid variants fuse.")
     boost_factor: float = Field(1.5, gt=0, le=100, description="Score factor per matching tag/category.")
     embedding_model: str | None = Field(None, description="Dense encoder (default: all-MiniLM-L6-v2, offline).")
     max_queries: int | None = Field(None, ge=2, description="Evaluate a seeded random subset of the queries.")
-    test: Literal["paired_t", "wilcoxon", "permutation"] = "paired_t"
-    correction: Literal["holm", "bh", "none"] = "holm"
+    test: Literal["paired_t", "wilcoxon", "permutation"] = Field(
+        "paired_t", description="Paired test over queries of each variant against the baseline.")
+    correction: Literal["holm", "bh", "none"] = Field(
+        "holm", description="Multiple-comparison correction of the p-values over the variants (per metric).")
     n_boot: int = Field(10_000, ge=100, description="Bootstrap resamples for the CIs.")
-    confidence: float = Field(0.95, gt=0, lt=1)
-    alpha: float = Field(0.05, gt=0, lt=1)
+    confidence: float = Field(0.95, gt=0, lt=1, description="Level of the bootstrap confidence intervals.")
+    alpha: float = Field(0.05, gt=0, lt=1, description="Significance level (after correction).")
     default_etl: dict[str, Any] = Field(default_factory=dict, description="EtlConfig settings for making the "
                                         "default ETL run when it is missing (e.g. {limit = 2}).")
 

@@ -28,9 +28,11 @@ class VariantSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
-    retriever: Literal["bm25", "dense", "hybrid"]
-    fusion: Literal["rrf", "weighted"] = "rrf"
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$",
+                      description="Name in the tables (letters, digits, _ . -).")
+    retriever: Literal["bm25", "dense", "hybrid"] = Field(description="BM25, dense (FAISS), or a fusion of both.")
+    fusion: Literal["rrf", "weighted"] = Field(
+        "rrf", description="Hybrid only: reciprocal rank fusion, or a weighted mean of min-max normalised scores.")
     dense_weight: float = Field(0.5, ge=0, le=1, description="Share of the dense list in the fusion.")
     metadata_boost: bool = Field(False, description="Boost documents whose tags/categories occur in the query.")
 

@@ -130,5 +130,5 @@ def adjust_family(frames: Sequence[Any], correction: Correction = "holm", alpha:
     for (df, idx), p in zip(slots, adjusted, strict=True):
         df.at[idx, "p_adjusted"] = float(p)
         df.at[idx, "significant"] = bool(p < alpha)
-    for df in frames:
-        df.attrs["family_size"] = len(slots)
+    for df in frames:  # the tables' captions name the correction and the family it spans
+        df.attrs.update(family_size=len(slots), correction=correction)

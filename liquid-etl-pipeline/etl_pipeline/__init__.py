@@ -19,6 +19,7 @@ from typing import Any
 _EXPORTS = {
     "EtlConfig": "etl_pipeline.config",
     "LLM_STAGES": "etl_pipeline.config",
+    "DEFAULT_INPUT_DIR": "etl_pipeline.config",
     "run": "etl_pipeline.runner",
     "run_async": "etl_pipeline.runner",
     "RunResult": "etl_pipeline.runner",
@@ -46,6 +47,9 @@ _EXPORTS = {
     "TASKS": "etl_pipeline.tmd",
     "MODIFIERS": "etl_pipeline.tmd",
     "tmd_distribution": "etl_pipeline.tmd",
+    "grounding_score": "etl_pipeline.grounding",
+    "near_duplicate_mask": "etl_pipeline.dedup",
+    "RichEvents": "etl_pipeline.progress",
 }
 
 __all__ = sorted(_EXPORTS)

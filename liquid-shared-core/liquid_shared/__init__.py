@@ -3,7 +3,8 @@
 Public surface (imported lazily, so ``import liquid_shared`` stays cheap):
 
 * models: ``ModelSpec``, ``ModelRegistry``, ``get_registry``, ``LiquidModel``, ``default_model``,
-  ``model_for_stage``, ``get_profile``
+  ``model_for_stage``, ``get_profile``, ``ModelLoadError``, ``resolve_source`` (where a spec's
+  weights come from, without loading them; raises ``ModelLoadError`` when they are not available)
 * ``Embedder``, ``get_embedder`` (sentence-transformers with an on-disk cache)
 * ``LiquidSettings``, ``get_settings`` (``LIQUID_*`` env vars, ``liquid.toml``)
 * schemas: ``Document``, ``Chunk``, ``ChunkMetadata``, ``Summary``, ``QAPair``,
@@ -24,6 +25,8 @@ _EXPORTS = {
     "default_model": "liquid_shared.models",
     "model_for_stage": "liquid_shared.models",
     "get_profile": "liquid_shared.models",
+    "ModelLoadError": "liquid_shared.models",
+    "resolve_source": "liquid_shared.models.loading",
     "Embedder": "liquid_shared.embeddings",
     "get_embedder": "liquid_shared.embeddings",
     "LiquidSettings": "liquid_shared.config",

@@ -80,7 +80,13 @@ def comparison_table(df: Any, fmt: Literal["markdown", "latex"] = "markdown", di
             p = p.replace("<", "$<$")
         rows.append([name, mean, diff, p, _num(rec["effect_size"], 2)])
     test = _TEST_LABEL.get(attrs.get("test", ""), attrs.get("test", "test"))
-    note = (f"{test}; p-values {correction}-corrected over {int((~df['is_baseline']).sum())} comparisons; "
+    # p-values corrected over a larger family (several metrics, see experiments.significance.adjust_family)
+    # carry its size in ``family_size``; otherwise the family is this table's comparisons
+    family = int(attrs.get("family_size", (~df["is_baseline"]).sum()))
+    comparisons = f"{family} comparison{'' if family == 1 else 's'}"
+    corrected = (f"p-values not corrected ({comparisons})" if attrs.get("correction") == "none"
+                 else f"p-values {correction}-corrected over {comparisons}")
+    note = (f"{test}; {corrected}; "
             f"* p < {attrs.get('alpha', 0.05)}; CIs by bootstrap ({attrs.get('n_boot', '?')} resamples).")
     if latex:
         return _latex(header, rows, latex_escape(note).replace("<", "$<$"), caption)

@@ -47,3 +47,41 @@ variants = [
             assert rows["valid"].mean() == pytest.approx(values["qa_validity_rate"])
             assert rows["grounded"].mean() == pytest.approx(values["grounding_rate"])
     assert (folder / "report.md").read_text().count("lfm2_2.6b") >= 1
+
+
+@pytest.mark.slow
+def test_two_specs_of_one_model_are_both_counted(tiny_documents, tmp_path):
+    """A variant that changes only the QA spec's decoding (``min_p``) runs QA and the judge on two
+    distinct specs of the same model: two loads, and the requests of both are counted."""
+    from experiments.etl_runs import cost_metrics, run_in_worker
+    from experiments.etl_worker import WorkerSpec
+    from liquid_shared.offline import SMOLLM2_ID
+
+    spec = WorkerSpec(etl={"input_dir": str(tiny_documents), "stages": ["qa", "judge"], "qa_per_chunk": 1},
+                      models={"qa": {"min_p": 0.0}}, seed=0)
+    result = run_in_worker("min_p_0", spec, tmp_path / "run")
+    stages = result["report"]["stages"]
+    assert stages["qa"]["llm"] >= 1 and stages["judge"]["llm"] >= 1, stages
+    assert result["model_loads"] == {SMOLLM2_ID: 2}
+    # every agent run that returned an output made at least one request, on its own spec's model
+    assert result["model_requests"] >= stages["qa"]["llm"] + stages["judge"]["llm"]
+    assert result["generate_batches"] >= 2
+    assert cost_metrics(result)["model_loads"] == 2.0
+
+
+def test_every_default_variant_changes_something_against_the_baseline():
+    """A default variant whose settings equal the ETL's defaults would measure the baseline twice
+    (as `greedy`, temperature 0, once did: the ETL already decodes greedily)."""
+    from etl_pipeline import EtlConfig
+    from experiments.model_ablation import ModelAblationConfig, stage_spec
+
+    config = ModelAblationConfig()
+    defaults = EtlConfig()
+    base = next(v for v in config.variants if v.name == config.baseline)
+    for variant in config.variants:
+        if variant is base:
+            continue
+        changed_etl = {k: v for k, v in variant.etl.items() if getattr(defaults, k) != v}
+        changed_models = {stage for stage in variant.models
+                          if stage_spec(config.profile, variant, stage) != stage_spec(config.profile, base, stage)}
+        assert changed_etl or changed_models or variant.decoding != base.decoding, variant.name

@@ -10,7 +10,7 @@ import pytest
 
 from experiments.ft_quality import distinct_n
 from experiments.ft_sets import chat_item, load_ft_set
-from experiments.significance import adjust_family, independent_table, paired_table
+from experiments.significance import adjust_family, independent_table, paired_table, tables_markdown
 
 
 def test_independent_samples_identical_are_not_significant_planted_shift_is():
@@ -40,6 +40,13 @@ def test_family_correction_spans_every_metric():
     adjusted = [float(f.loc[~f["is_baseline"], "p_adjusted"].iloc[0]) for f in frames]
     assert adjusted == pytest.approx([min(1.0, 3 * p) for p in raw])  # equal p-values: Holm = 3p
     assert all(f.attrs["family_size"] == 3 for f in frames)
+    # the tables say which correction was applied, and over the whole family, not over their own row
+    markdown, latex = tables_markdown(frames), tables_markdown(frames, fmt="latex")
+    assert markdown.count("p-values Holm-corrected over 3 comparisons;") == 3
+    assert latex.count("Holm-corrected over 3 comparisons;") == 3
+    assert "over 1 comparison" not in markdown
+    uncorrected = independent_table({"a": base, "b": base}, "a", correction="none", n_boot=200, metric="m")
+    assert "p-values not corrected (1 comparison);" in tables_markdown([uncorrected])
 
 
 def test_paired_table_for_identical_systems():
