@@ -35,9 +35,9 @@ from experiments.registry import register
 RAG_STAGES = ["metadata", "classify", "taxonomy", "facts", "summary"]
 FT_STAGES = ["qa", "judge"]
 VARIANTS = ("unified", "rag_only", "ft_only")
-SUMMED = ("wall_seconds", "processing_seconds", "cpu_seconds", "stage_calls", "model_requests", "generate_batches",
+SUMMED = ("wall_seconds", "processing_seconds", "cpu_seconds", "stage_calls", "model_requests", "prefill_batches",
           "input_tokens", "output_tokens", "tokens", "model_loads")
-RATIOS = ("wall_seconds", "processing_seconds", "cpu_seconds", "model_requests", "generate_batches", "tokens",
+RATIOS = ("wall_seconds", "processing_seconds", "cpu_seconds", "model_requests", "prefill_batches", "tokens",
           "model_loads", "peak_rss_mb")
 
 
@@ -203,7 +203,7 @@ def run(config: DualPipelineConfig, ctx: RunContext) -> ExperimentResult:
              f"{config.temperature}, {config.n_runs} run(s) per pipeline, each in its own process.", "",
              "## Cost per pipeline (mean over runs)", "",
              metrics_table({v: metrics[v] for v in (*VARIANTS, "separate")},
-                           cost_columns + ["processing_seconds", "generate_batches", "stage_calls"],
+                           cost_columns + ["processing_seconds", "prefill_batches", "stage_calls"],
                            row_header="pipeline"),
              "## Separate / unified (mean of per-run ratios)", "",
              metrics_table({"separate / unified": metrics["ratio_separate_over_unified"]}, row_header=""),

@@ -63,7 +63,7 @@ def cost_metrics(result: dict[str, Any]) -> dict[str, float]:
         "cpu_seconds": float(result.get("cpu_seconds", float("nan"))),
         "stage_calls": float(sum(s.get("calls", 0) for s in stages.values())),
         "model_requests": float(result.get("model_requests", 0)),
-        "generate_batches": float(result.get("generate_batches", 0)),
+        "prefill_batches": float(result.get("prefill_batches", 0)),
         "input_tokens": float(tokens.get("input", 0)),
         "output_tokens": float(tokens.get("output", 0)),
         "tokens": float(tokens.get("input", 0) + tokens.get("output", 0)),

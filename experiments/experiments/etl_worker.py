@@ -7,7 +7,7 @@ only grows), as separate pipelines would in practice.
 
 SPEC: ``{"etl": {EtlConfig fields}, "models": {profile stage: ModelSpec fields}, "decoding":
 "constrained" | "free", "seed": int | null}``. RESULT: exit code, the ETL report, the registry's
-model loads and generate calls, free-decoding parse counts, peak RSS and wall seconds.
+model loads and prefill batches, free-decoding parse counts, peak RSS and wall seconds.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def registry_usage(registry: Any) -> dict[str, Any]:
     return {
         "model_loads": loads,
         "registry_peak_weight_bytes": int(registry.peak_weight_bytes),
-        "generate_batches": sum(b.calls for b in backends),
+        "prefill_batches": sum(b.calls for b in backends),
         "model_requests": sum(b.rows for b in backends),
     }
 

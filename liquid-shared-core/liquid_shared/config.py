@@ -60,6 +60,9 @@ class LiquidSettings(BaseSettings):
         None, description="Upper bound on the summed weights of loaded models; None = 80% of free device memory."
     )
     device: str | None = Field(None, description="Force a device ('cpu', 'cuda', 'cuda:0'); None = auto.")
+    dtype: str | None = Field(
+        None, description="Weights dtype for every model whose spec names none ('bf16', 'fp16', 'fp32'); None = auto."
+    )
     mlflow_uri: str | None = Field(None, description="MLflow tracking URI; None = sqlite in the project folder.")
     data_dir: Path | None = Field(
         None, description="Folder with shared evaluation data (BEIR SciFact, Wikipedia); also LIQUID_DATA_DIR."

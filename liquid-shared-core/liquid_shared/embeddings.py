@@ -113,7 +113,7 @@ class Embedder:
             return self._encode(texts, show_progress)
         keys = [_text_key(t) for t in texts]
         found = self._cache.get(keys)
-        missing = sorted({k: i for i, (k, v) in enumerate(zip(keys, found)) if v is None}.items(), key=lambda kv: kv[1])
+        missing = sorted({k: i for i, (k, v) in enumerate(zip(keys, found, strict=True)) if v is None}.items(), key=lambda kv: kv[1])
         if missing:
             idx = [i for _, i in missing]
             new = self._encode([texts[i] for i in idx], show_progress)

@@ -38,7 +38,12 @@ def _passage(prompt: str) -> str:
 class ScriptedModels:
     """A FunctionModel per profile stage; records calls and the most requests seen in flight."""
 
-    def __init__(self, *, fail_stages: set[str] = frozenset(), garbage_stages: set[str] = frozenset(), delay_rounds: int = 3):
+    def __init__(self, *, fail_stages: set[str] = frozenset(), garbage_stages: set[str] = frozenset(), delay_rounds: int = 3,
+                 hold_until: int | None = None, hold_seconds: float = 2.0):
+        # hold_until: a request waits (up to hold_seconds) until that many requests of its stage are
+        # in flight, as a batching model would, so the test does not depend on how fast the machine is.
+        self.hold_until = hold_until
+        self.hold_seconds = hold_seconds
         self.fail_stages = set(fail_stages)
         self.garbage_stages = set(garbage_stages)
         self.delay_rounds = delay_rounds
@@ -64,6 +69,11 @@ class ScriptedModels:
         try:
             for _ in range(self.delay_rounds):  # let other requests arrive, as a batching model would
                 await asyncio.sleep(0)
+            if self.hold_until is not None:
+                deadline = asyncio.get_running_loop().time() + self.hold_seconds
+                # polling with a deadline, on purpose
+                while self.stage_in_flight[name] < self.hold_until and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
             self.calls[name] += 1
             if name in self.fail_stages:
                 raise RuntimeError(f"scripted failure for {name}")

@@ -66,7 +66,7 @@ def test_full_run_writes_every_output_consistently(sample_copy: Path, tmp_path: 
 
 def test_concurrency_bounds_requests_per_stage_and_fills_batches(sample_copy: Path, tmp_path: Path):
     for limit in (1, 5):
-        scripted = ScriptedModels()
+        scripted = ScriptedModels(hold_until=limit)
         cfg = _config(sample_copy, tmp_path / f"run{limit}", concurrency=limit, docs_in_flight=7)
         run(cfg, model_provider=scripted, track=False)
         # every stage reaches its bound (full batches of one stage) and never exceeds it

@@ -65,7 +65,7 @@ def test_two_specs_of_one_model_are_both_counted(tiny_documents, tmp_path):
     assert result["model_loads"] == {SMOLLM2_ID: 2}
     # every agent run that returned an output made at least one request, on its own spec's model
     assert result["model_requests"] >= stages["qa"]["llm"] + stages["judge"]["llm"]
-    assert result["generate_batches"] >= 2
+    assert result["prefill_batches"] >= 2
     assert cost_metrics(result)["model_loads"] == 2.0
 
 

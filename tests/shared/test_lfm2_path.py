@@ -97,3 +97,25 @@ def test_tighten_schema_bounds_everything_and_budget_covers_it():
     assert props["count"]["maximum"] == 10**15 and props["ratio"]["minimum"] == -(10**15)
     assert schema["$defs"]["Tag"]["properties"]["label"]["maxLength"] == 10  # own bound kept
     assert estimate_max_tokens(schema) > estimate_max_tokens(tighten_schema(Tag.model_json_schema(), 50, 4))
+
+
+def test_liquid_dtype_setting_applies_to_specs_without_a_dtype(monkeypatch, tiny_lfm2_dir):
+    from liquid_shared.config import get_settings
+    from liquid_shared.models.loading import placement_for
+
+    monkeypatch.setenv("LIQUID_DTYPE", "bf16")
+    get_settings.cache_clear()
+    try:
+        assert placement_for(ModelSpec(model="x", device="cpu")).dtype == torch.bfloat16
+        assert placement_for(ModelSpec(model="x", device="cpu", dtype="fp32")).dtype == torch.float32  # spec wins
+        backend = ModelRegistry(budget_bytes=2**31).get(ModelSpec(model=str(tiny_lfm2_dir), device="cpu", max_new_tokens=6))
+        assert {p.dtype for p in backend.model.parameters()} == {torch.bfloat16}
+        from liquid_shared.models.backend import GenRequest
+
+        req = GenRequest(messages=[{"role": "user", "content": "Hello"}], max_new_tokens=6, temperature=0.0)
+        prompt = backend.render(req.messages)
+        (result,) = backend.generate_batch([req], [prompt])
+        assert result.output_tokens <= 6 and result.input_tokens == len(prompt)
+    finally:
+        monkeypatch.delenv("LIQUID_DTYPE")
+        get_settings.cache_clear()

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 from pydantic_ai import Agent
 
-from liquid_shared.models import LiquidModel, ModelLoadError, ModelRegistry, ModelSpec, PromptTooLong
+from liquid_shared.models import (
+    LiquidModel,
+    ModelLoadError,
+    ModelRegistry,
+    ModelSpec,
+    PromptTooLong,
+)
 from liquid_shared.models.backend import GenRequest
 
 

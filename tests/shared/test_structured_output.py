@@ -68,7 +68,7 @@ async def test_twenty_of_twenty_structured_outputs_in_running_loop():
         assert isinstance(out.sentiment, Sentiment)
         assert all(isinstance(e, Entity) for e in out.entities)
         assert 0 <= out.confidence <= 1
-    # concurrent runs were batched into shared generate calls
+    # concurrent runs were admitted together into a shared running batch
     assert max(get_registry().batch_sizes(model.spec)) > 1
 
 

@@ -9,9 +9,9 @@ with JSON-schema-constrained decoding, and a pydantic-ai ``Model`` over it.
 
 from liquid_shared.models.errors import ModelLoadError, OverBudgetError, PromptTooLong
 from liquid_shared.models.profiles import STAGES, Profile, get_profile
+from liquid_shared.models.pydantic_model import LiquidModel, default_model, model_for_stage
 from liquid_shared.models.registry import ModelRegistry, get_registry
 from liquid_shared.models.spec import LFM2_SAMPLING, ModelSpec
-from liquid_shared.models.pydantic_model import LiquidModel, default_model, model_for_stage
 
 __all__ = [
     "LFM2_SAMPLING",

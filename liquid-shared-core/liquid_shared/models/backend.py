@@ -1,9 +1,10 @@
 """The transformers backend: one loaded causal LM that generates for many prompts at once.
 
-``LocalLiquidModel.generate_batch`` takes requests that share sampling settings, renders each with
-the tokenizer's chat template, applies the context-window policy, left-pads them into one batch
-and runs a single ``generate``. Each row may carry its own JSON schema (xgrammar-constrained) or
-none (free text).
+``render`` and ``fit_context`` turn chat messages into prompt token ids under the context-window
+policy. Decoding runs on ``decoding.DecodeStream``, a running batch that requests join and leave
+between steps: ``open_stream`` + ``advance`` serve the micro-batcher (continuous batching),
+``generate_batch`` decodes a fixed set of requests. Each row may carry its own JSON schema
+(xgrammar-constrained) or none (free text).
 
 Sampling order matters with constraints: we mask to the grammar *first* and then apply
 temperature and min-p, so min-p never keeps only tokens the grammar forbids (which would leave
@@ -14,17 +15,15 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-import torch
-from transformers import LogitsProcessorList, MinPLogitsWarper, TemperatureLogitsWarper
-
+from liquid_shared.models.decoding import DecodeStats, DecodeStream, Finished, NewRow, decode_all
 from liquid_shared.models.errors import PromptTooLong
-from liquid_shared.models.grammar import GrammarCache, RowGrammarProcessor
+from liquid_shared.models.grammar import GrammarCache
 from liquid_shared.models.loading import load_model_and_tokenizer, weight_bytes
 from liquid_shared.models.spec import ModelSpec
-
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f]")
 
@@ -40,7 +39,7 @@ class GenRequest:
     seed: int | None = 0
 
     def sampling_key(self) -> tuple:
-        """Requests with equal keys can share one ``generate`` (token budgets may differ)."""
+        """Requests with equal keys can share one running batch (token budgets may differ)."""
         return (self.temperature, self.min_p, self.repetition_penalty, self.seed)
 
 
@@ -55,7 +54,7 @@ class GenResult:
 
 
 class LocalLiquidModel:
-    """A loaded model + tokenizer + grammar cache. Thread-safe: one ``generate`` at a time."""
+    """A loaded model + tokenizer + grammar cache. Thread-safe: one decode call at a time."""
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec
@@ -67,8 +66,10 @@ class LocalLiquidModel:
         )
         self.grammars = GrammarCache(self.tokenizer, vocab_size=int(cfg.vocab_size))
         self._lock = threading.Lock()
-        self.calls = 0
-        self.rows = 0
+        self.calls = 0  # prefill passes (each admits one or more requests into a running batch)
+        self.rows = 0  # requests decoded
+        self.decode_steps = 0  # decode forward passes
+        self.row_steps = 0  # rows computed over those passes (row_steps / decode_steps: batch occupancy)
 
     # ------------------------------------------------------------------ prompts
     def render(self, messages: list[dict[str, str]], generation_prompt: bool = True) -> list[int]:
@@ -102,70 +103,71 @@ class LocalLiquidModel:
         return ids[:head] + ids[len(ids) - (limit - head):], True
 
     # --------------------------------------------------------------- generation
-    @torch.inference_mode()
-    def generate_batch(self, reqs: list[GenRequest], prompts: list[list[int]]) -> list[GenResult]:
-        """Generate for requests that share ``sampling_key()``; ``prompts`` are fitted token ids."""
-        assert reqs and len(reqs) == len(prompts)
-        first = reqs[0]
-        tok = self.tokenizer
-        pad_id = tok.pad_token_id
-        width = max(len(p) for p in prompts)
-        input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, p in enumerate(prompts):
-            input_ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            attention[i, width - len(p):] = 1
-        device = self.placement.device
-        input_ids, attention = input_ids.to(device), attention.to(device)
-
-        processors = LogitsProcessorList()
-        grammar_proc = None
-        if any(r.json_schema is not None for r in reqs):
-            grammars = [self.grammars.for_schema(r.json_schema) if r.json_schema is not None else None for r in reqs]
-            grammar_proc = RowGrammarProcessor(grammars, self.grammars.vocab_size)
-            processors.append(grammar_proc)
-        sample = first.temperature > 0
-        if sample:
-            processors.append(TemperatureLogitsWarper(first.temperature))
-            if first.min_p > 0:
-                processors.append(MinPLogitsWarper(first.min_p))
-        gen_kwargs: dict[str, Any] = dict(
-            max_new_tokens=max(r.max_new_tokens for r in reqs),
-            do_sample=sample,
-            repetition_penalty=first.repetition_penalty,
-            pad_token_id=pad_id,
-            eos_token_id=tok.eos_token_id,
-            logits_processor=processors,
+    def open_stream(self, req: GenRequest) -> DecodeStream:
+        """A running batch for requests with ``req.sampling_key()`` (see ``decoding``)."""
+        eos = self.tokenizer.eos_token_id
+        return DecodeStream(
+            self.model,
+            pad_id=self.tokenizer.pad_token_id,
+            eos_ids=set(eos) if isinstance(eos, list) else {eos},
+            grammar_vocab_size=self.grammars.vocab_size,
+            temperature=req.temperature,
+            min_p=req.min_p,
+            repetition_penalty=req.repetition_penalty,
+            seed=req.seed,
         )
-        if sample:
-            # our processors do temperature/min-p after the grammar mask; neutralise the built-in ones
-            gen_kwargs.update(temperature=1.0, top_k=0, top_p=1.0)
-        else:
-            gen_kwargs.update(temperature=None, top_k=None, top_p=None)
+
+    def _row(self, key: Hashable, req: GenRequest, prompt: list[int]) -> NewRow:
+        grammar = self.grammars.for_schema(req.json_schema) if req.json_schema is not None else None
+        return NewRow(key=key, prompt=prompt, max_new_tokens=req.max_new_tokens, grammar=grammar)
+
+    def advance(
+        self,
+        stream: DecodeStream,
+        admit: list[tuple[Hashable, GenRequest, list[int]]],
+        drop: set[Hashable] = frozenset(),
+        should_yield: Callable[[], bool] = lambda: False,
+    ) -> list[Finished]:
+        """Admit newcomers, then decode until a row finishes, ``should_yield()`` says that others
+        wait for a free slot, or the batch is empty. Returns the finished rows (``result()`` turns
+        one into a ``GenResult``)."""
         with self._lock:
-            if first.seed is not None:
-                torch.manual_seed(first.seed)
-            out = self.model.generate(input_ids=input_ids, attention_mask=attention, **gen_kwargs)
-            self.calls += 1
-            self.rows += len(reqs)
-        new = out[:, width:].cpu()
-        results = []
-        for i, p in enumerate(prompts):
-            row = new[i].tolist()[: reqs[i].max_new_tokens]  # a row's own budget, in a longer batch
-            n_out = len(row)
-            ended = False
-            for j, t in enumerate(row):
-                if t == tok.eos_token_id or (t == pad_id and j > 0 and pad_id != tok.eos_token_id):
-                    n_out, ended = j, True
+            before = replace(stream.stats)
+            stream.drop(set(drop))
+            stream.admit([self._row(key, req, prompt) for key, req, prompt in admit])
+            finished = []
+            while stream.active and not finished:
+                finished = stream.step()
+                if should_yield():
                     break
-            text = tok.decode(row[:n_out], skip_special_tokens=True).strip()
-            if reqs[i].json_schema is not None:
-                # Byte-level tokens can put a raw control character inside a JSON string. Compact
-                # JSON has no whitespace outside strings, so escaping them all is lossless.
-                text = _CONTROL_CHARS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
-            complete = ended and (grammar_proc is None or grammar_proc.terminated(i) or reqs[i].json_schema is None)
-            results.append(GenResult(text=text, input_tokens=len(p), output_tokens=n_out, complete=complete))
-        return results
+            self._count(before, stream.stats)
+        return finished
+
+    def _count(self, before: DecodeStats, after: DecodeStats) -> None:
+        self.calls += after.prefills - before.prefills
+        self.rows += after.prefill_rows - before.prefill_rows
+        self.decode_steps += after.steps - before.steps
+        self.row_steps += after.row_steps - before.row_steps
+
+    def result(self, f: Finished, req: GenRequest, prompt: list[int]) -> GenResult:
+        text = self.tokenizer.decode(f.tokens, skip_special_tokens=True).strip()
+        if req.json_schema is not None:
+            # Byte-level tokens can put a raw control character inside a JSON string. Compact
+            # JSON has no whitespace outside strings, so escaping them all is lossless.
+            text = _CONTROL_CHARS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+        return GenResult(text=text, input_tokens=len(prompt), output_tokens=len(f.tokens), complete=f.complete)
+
+    def generate_batch(self, reqs: list[GenRequest], prompts: list[list[int]]) -> list[GenResult]:
+        """Decode requests that share ``sampling_key()`` as one batch (no newcomers join);
+        ``prompts`` are fitted token ids. Finished rows leave the batch early."""
+        assert reqs and len(reqs) == len(prompts)
+        stream = self.open_stream(reqs[0])
+        rows = [self._row(i, r, p) for i, (r, p) in enumerate(zip(reqs, prompts, strict=True))]
+        with self._lock:
+            before = replace(stream.stats)
+            done = decode_all(stream, rows)
+            self._count(before, stream.stats)
+        return [self.result(done[i], reqs[i], prompts[i]) for i in range(len(reqs))]
 
     def close(self) -> None:
         self.model = None

@@ -1,18 +1,18 @@
-"""JSON-schema-constrained decoding for transformers' ``generate`` via xgrammar.
+"""JSON-schema-constrained decoding via xgrammar, for our decode loop (``decoding.DecodeStream``).
 
-One compiler per tokenizer; compiled grammars are cached by the schema's canonical JSON. The
-logits processor supports a *different grammar per batch row*, or none (free text), so requests
-from unrelated agents share one ``generate`` call.
+One compiler per tokenizer; compiled grammars are cached by the schema's canonical JSON.
+``RowGrammars`` holds a *different grammar per batch row*, or none (free text), so requests from
+unrelated agents share one batch.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Hashable
 from typing import Any
 
 import torch
-import transformers
 import xgrammar as xgr
 
 
@@ -38,39 +38,46 @@ class GrammarCache:
         return compiled
 
 
-class RowGrammarProcessor(transformers.LogitsProcessor):
-    """Masks each row's logits to the tokens its grammar allows; rows with ``None`` are free."""
+class RowGrammars:
+    """One xgrammar matcher per row of a running batch (``None``: free text), addressed by the row's
+    key, so rows can join and leave the batch while the others keep decoding."""
 
-    def __init__(self, grammars: list[xgr.CompiledGrammar | None], vocab_size: int):
-        self.matchers = [xgr.GrammarMatcher(g) if g is not None else None for g in grammars]
-        self.rows = [i for i, m in enumerate(self.matchers) if m is not None]
-        self.bitmask = xgr.allocate_token_bitmask(len(grammars), vocab_size)
-        self._started = False
+    def __init__(self, vocab_size: int):
+        self.vocab_size = vocab_size
+        self.matchers: dict[Hashable, xgr.GrammarMatcher | None] = {}
+        self.bitmask = xgr.allocate_token_bitmask(16, vocab_size)
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self._started:
-            for i in self.rows:
-                m = self.matchers[i]
-                if not m.is_terminated():
-                    m.accept_token(int(input_ids[i, -1]))
-        self._started = True
-        active = []
-        for i in self.rows:
-            m = self.matchers[i]
-            if not m.is_terminated():
-                m.fill_next_token_bitmask(self.bitmask, i)
-                active.append(i)
-        if active:
-            idx = torch.tensor(active, dtype=torch.int32)
+    def add(self, key: Hashable, grammar: xgr.CompiledGrammar | None) -> None:
+        self.matchers[key] = xgr.GrammarMatcher(grammar) if grammar is not None else None
+
+    def discard(self, key: Hashable) -> None:
+        self.matchers.pop(key, None)
+
+    def accept(self, key: Hashable, token: int) -> None:
+        m = self.matchers.get(key)
+        if m is not None and not m.is_terminated():
+            m.accept_token(token)
+
+    def terminated(self, key: Hashable) -> bool:
+        m = self.matchers.get(key)
+        return m is None or m.is_terminated()
+
+    def mask(self, scores: torch.Tensor, keys: list[Hashable]) -> torch.Tensor:
+        """Mask ``scores`` (line k belongs to row ``keys[k]``) to what each row's grammar allows."""
+        if len(keys) > self.bitmask.shape[0]:
+            self.bitmask = xgr.allocate_token_bitmask(len(keys), self.vocab_size)
+        lines = []
+        for k, key in enumerate(keys):
+            m = self.matchers.get(key)
+            if m is not None and not m.is_terminated():
+                m.fill_next_token_bitmask(self.bitmask, k)
+                lines.append(k)
+        if lines:
             device = scores.device
             cpu_scores = scores if device.type in ("cpu", "cuda") else scores.to("cpu")
-            xgr.apply_token_bitmask_inplace(cpu_scores, self.bitmask.to(cpu_scores.device), indices=idx.tolist())
+            xgr.apply_token_bitmask_inplace(cpu_scores, self.bitmask.to(cpu_scores.device), indices=lines)
             scores = cpu_scores.to(device)
         return scores
-
-    def terminated(self, row: int) -> bool:
-        m = self.matchers[row]
-        return m is None or m.is_terminated()
 
 
 def tighten_schema(schema: Any, max_string_chars: int, max_items: int) -> Any:

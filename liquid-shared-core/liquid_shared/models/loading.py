@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -70,14 +71,27 @@ def estimate_weight_bytes(source: str, extra: dict[str, Any], placement: Placeme
     return int(n * torch.tensor([], dtype=placement.dtype).element_size())
 
 
+_LOAD_LOCK = threading.Lock()
+
+
+def placement_for(spec: ModelSpec) -> Placement:
+    """Device and dtype for ``spec``: its own fields, else ``LIQUID_DEVICE`` / ``LIQUID_DTYPE``, else auto."""
+    settings = get_settings()
+    return resolve_placement(spec.device or settings.device, spec.dtype or settings.dtype)
+
+
 def load_model_and_tokenizer(spec: ModelSpec) -> tuple[Any, Any, Placement]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source, extra = resolve_source(spec)
-    placement = resolve_placement(spec.device or get_settings().device, spec.dtype)
+    placement = placement_for(spec)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **extra)
-        model = AutoModelForCausalLM.from_pretrained(source, **placement.load_kwargs(), **extra)
+        # One load at a time per process: from_pretrained sets torch's *global* default dtype while
+        # it builds the model, so two loads in threads (two specs, different dtypes) can leave
+        # layers of one model in the other's dtype.
+        with _LOAD_LOCK:
+            tokenizer = AutoTokenizer.from_pretrained(source, **extra)
+            model = AutoModelForCausalLM.from_pretrained(source, **placement.load_kwargs(), **extra)
     except OSError as exc:
         raise ModelLoadError(f"cannot load model {spec.model!r} from {source}: {exc}") from exc
     if placement.device_map is None:

@@ -7,7 +7,7 @@
   tool, or ``{"final": <output>}``. After ``spec.max_tool_rounds`` rounds of calls in one user turn
   only ``final`` is allowed, so a small model cannot loop on a tool forever.
 * Concurrency: every request goes through the registry's micro-batcher, so many agent runs in
-  flight at once share batched ``generate`` calls. Nothing here blocks the event loop and nothing
+  flight at once share one running decode batch. Nothing here blocks the event loop and nothing
   calls ``run_sync``.
 """
 

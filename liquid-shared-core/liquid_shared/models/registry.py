@@ -27,7 +27,7 @@ from liquid_shared.config import get_settings
 from liquid_shared.models.backend import GenRequest, GenResult, LocalLiquidModel
 from liquid_shared.models.batcher import MicroBatcher
 from liquid_shared.models.errors import OverBudgetError
-from liquid_shared.models.loading import estimate_weight_bytes, resolve_source
+from liquid_shared.models.loading import estimate_weight_bytes, placement_for, resolve_source
 from liquid_shared.models.spec import ModelSpec
 
 
@@ -113,10 +113,8 @@ class ModelRegistry:
         return backend
 
     def _make_room(self, spec: ModelSpec) -> None:
-        from liquid_shared.devices import resolve_placement
-
         source, extra = resolve_source(spec)  # fails fast on unknown ids / missing paths
-        placement = resolve_placement(spec.device or get_settings().device, spec.dtype)
+        placement = placement_for(spec)
         need = estimate_weight_bytes(source, extra, placement)
         budget = self.budget_bytes
         if need > budget:
@@ -178,7 +176,7 @@ class ModelRegistry:
             self.release(spec)
 
     def batch_sizes(self, spec: ModelSpec) -> list[int]:
-        """Sizes of all generate batches run for ``spec`` (across event loops still alive)."""
+        """Requests admitted per prefill for ``spec`` (across event loops still alive)."""
         with self._lock:
             entry = self._entries.get(spec)
             return [n for b in entry.batchers.values() for n in b.batches] if entry else []

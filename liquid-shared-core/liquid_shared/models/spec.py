@@ -21,13 +21,17 @@ class ModelSpec(BaseModel):
 
     model: str
     backend: Literal["transformers"] = "transformers"
-    dtype: str | None = Field(None, description="'bf16', 'fp16', 'fp32'; None = bf16 on CUDA, fp32 on CPU.")
+    dtype: str | None = Field(
+        None,
+        description="'bf16', 'fp16', 'fp32'; None = LIQUID_DTYPE, else bf16 on CUDA (fp16 without bf16 "
+        "support) and fp32 on CPU (bf16 on a CPU with AMX is faster for batched work: docs/benchmarks.md).",
+    )
     device: str | None = Field(None, description="'cpu', 'cuda', 'cuda:N'; None = settings or auto.")
     temperature: float = Field(LFM2_SAMPLING["temperature"], ge=0)
     min_p: float = Field(LFM2_SAMPLING["min_p"], ge=0, le=1)
     repetition_penalty: float = Field(LFM2_SAMPLING["repetition_penalty"], gt=0)
     max_new_tokens: int = Field(384, ge=1)
-    max_batch_size: int = Field(16, ge=1, description="Most prompts in one generate() call.")
+    max_batch_size: int = Field(16, ge=1, description="Most requests decoding at once in one running batch.")
     context_overflow: Literal["truncate", "error"] = Field(
         "truncate",
         description="Prompt longer than the context window minus max_new_tokens: 'truncate' keeps the "

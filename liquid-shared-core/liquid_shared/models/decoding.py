@@ -1,0 +1,331 @@
+"""Our decode loop: a running batch that rows join and leave between steps (continuous batching).
+
+Why not ``model.generate``: it decodes every row until the *longest* row of the batch ends, rows
+that already emitted EOS keep costing a forward pass each step, and no new request can start
+until the whole batch is done. Structured outputs are uneven (a QA list runs to ~150 tokens, a
+category to ~10), so with ``generate`` most late steps compute rows that are finished while other
+requests wait. Here:
+
+* a finished row leaves the batch at once (its slice of the KV cache is dropped);
+* a waiting request joins between two steps: it is prefilled on its own (with the other
+  newcomers, left-padded), and its cache is merged into the running batch's (attention layers
+  are left-padded to a common length, LFM2's convolution states are per row and just stacked);
+* each row stops at its own ``max_new_tokens``.
+
+Semantics follow ``generate`` with the same settings, row by row (tested token for token against
+``generate`` on each prompt alone, greedy, fp32): position ids count each row's real tokens, HF's
+repetition penalty over the row's own tokens (prompt and output; pads are not tokens of the row),
+then the row's grammar mask, then temperature and min-p, then argmax or a draw from the stream's
+own seeded generator.
+
+Only plain attention caches (``DynamicLayer``) and LFM2-style convolution states can be merged;
+for any other cache layer type a stream admits rows only while it is empty, i.e. it falls back
+to static batching.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import MinPLogitsWarper, TemperatureLogitsWarper
+from transformers.cache_utils import DynamicLayer, LinearAttentionCacheLayerMixin
+
+from liquid_shared.models.grammar import RowGrammars
+
+
+@dataclass
+class NewRow:
+    key: Hashable  # the caller's handle for this row
+    prompt: list[int]
+    max_new_tokens: int
+    grammar: Any = None  # an xgrammar CompiledGrammar, or None for free text
+
+
+@dataclass
+class Finished:
+    key: Hashable
+    tokens: list[int]  # new tokens, EOS excluded
+    complete: bool  # True: EOS with its grammar (if any) complete; False: stopped by its token budget
+
+
+@dataclass
+class DecodeStats:
+    prefills: int = 0  # prefill forward passes (one per admission of newcomers)
+    prefill_rows: int = 0
+    prefill_tokens: int = 0  # real prompt tokens prefilled
+    steps: int = 0  # decode forward passes
+    row_steps: int = 0  # sum over decode passes of the rows in the batch
+
+    @property
+    def mean_rows_per_step(self) -> float:
+        return self.row_steps / self.steps if self.steps else 0.0
+
+
+def _forward_kwargs(model: torch.nn.Module) -> tuple[str, bool]:
+    """transformers renamed ``past_key_values`` to ``cache`` (5.2x) and dropped ``cache_position``."""
+    params = inspect.signature(model.forward).parameters
+    return ("cache" if "cache" in params else "past_key_values"), "cache_position" in params
+
+
+def _cache_of(out: Any) -> Any:
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
+def _mergeable(cache: Any) -> bool:
+    layers = getattr(cache, "layers", None)
+    return layers is not None and all(
+        type(layer) is DynamicLayer or isinstance(layer, LinearAttentionCacheLayerMixin) for layer in layers
+    )
+
+
+def _select_rows(cache: Any, index: torch.Tensor) -> None:
+    """Keep only the ``index`` rows of every cache layer."""
+    for layer in cache.layers:
+        if isinstance(layer, LinearAttentionCacheLayerMixin):
+            layer.reorder_cache(index)  # an index_select of the conv / recurrent states
+        else:
+            layer.batch_select_indices(index)
+
+
+def _trim_left(cache: Any, columns: int) -> None:
+    """Drop the first ``columns`` positions (padding of every row) from the attention layers."""
+    for layer in cache.layers:
+        if type(layer) is DynamicLayer and layer.keys is not None and layer.keys.numel():
+            layer.keys = layer.keys[:, :, columns:, :]
+            layer.values = layer.values[:, :, columns:, :]
+
+
+def _merge_into(cache: Any, new: Any, old_len: int, new_len: int) -> None:
+    """Append ``new``'s rows to ``cache``; attention layers are left-padded to a common length."""
+    width = max(old_len, new_len)
+    for layer, add in zip(cache.layers, new.layers, strict=True):
+        if isinstance(layer, LinearAttentionCacheLayerMixin):
+            for i in range(layer.number_of_states):
+                if layer.is_conv_states_initialized[i]:
+                    layer.conv_states[i] = torch.cat([layer.conv_states[i], add.conv_states[i]], dim=0)
+                if layer.is_recurrent_states_initialized[i]:
+                    layer.recurrent_states[i] = torch.cat([layer.recurrent_states[i], add.recurrent_states[i]], dim=0)
+            continue
+        if layer.keys is None or not layer.keys.numel():
+            continue
+        keys, values = layer.keys, layer.values
+        new_keys, new_values = add.keys, add.values
+        if old_len < width:
+            keys, values = (F.pad(t, (0, 0, width - old_len, 0)) for t in (keys, values))
+        if new_len < width:
+            new_keys, new_values = (F.pad(t, (0, 0, width - new_len, 0)) for t in (new_keys, new_values))
+        layer.keys = torch.cat([keys, new_keys], dim=0)
+        layer.values = torch.cat([values, new_values], dim=0)
+
+
+class DecodeStream:
+    """A running batch of rows that share sampling settings. Not thread-safe: one caller at a time.
+
+    ``admit(rows)`` prefills newcomers and merges them in; ``step()`` picks one token for every
+    row, returns the rows that finished (they leave) and runs the forward pass for the rest.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        pad_id: int,
+        eos_ids: set[int],
+        grammar_vocab_size: int | None = None,
+        temperature: float = 0.0,
+        min_p: float = 0.0,
+        repetition_penalty: float = 1.0,
+        seed: int | None = None,
+    ):
+        self.model = model
+        self.device = next(model.parameters()).device
+        self.pad_id = pad_id
+        self.eos_ids = set(eos_ids)
+        self.temperature = temperature
+        self.penalty = repetition_penalty
+        self.warpers: list[Any] = []
+        if temperature > 0:
+            self.warpers.append(TemperatureLogitsWarper(temperature))
+            if min_p > 0:
+                self.warpers.append(MinPLogitsWarper(min_p))
+        self.generator: torch.Generator | None = None
+        if temperature > 0:
+            self.generator = torch.Generator(device=self.device)
+            if seed is not None:
+                self.generator.manual_seed(seed)
+            else:
+                self.generator.seed()
+        self.grammars = RowGrammars(grammar_vocab_size or int(model.config.vocab_size))
+        self._cache_kw, self._cache_position = _forward_kwargs(model)
+        self.stats = DecodeStats()
+        # the running batch, in batch order
+        self.keys: list[Hashable] = []
+        self.tokens: list[list[int]] = []
+        self.budgets: list[int] = []
+        self.cache: Any = None
+        self.attention: torch.Tensor | None = None  # [rows, columns] 1 = a real token of the row
+        self.positions: torch.Tensor | None = None  # [rows, 1] position of each row's next token
+        self.presence: torch.Tensor | None = None  # [rows, vocab] tokens the row has seen (penalty)
+        self.logits: torch.Tensor | None = None  # [rows, vocab] scores for each row's next token
+        self.mergeable = True
+
+    # ------------------------------------------------------------------ state
+    @property
+    def active(self) -> int:
+        return len(self.keys)
+
+    def can_admit(self) -> bool:
+        """False when the running batch's cache cannot take new rows (static batching fallback)."""
+        return self.active == 0 or self.mergeable
+
+    def _forward(self, **kwargs: Any) -> Any:
+        cache = kwargs.pop("cache", None)
+        if cache is not None:
+            kwargs[self._cache_kw] = cache
+        return self.model(use_cache=True, logits_to_keep=1, **kwargs)
+
+    # -------------------------------------------------------------- admission
+    @torch.inference_mode()
+    def admit(self, rows: list[NewRow]) -> None:
+        """Prefill ``rows`` (left-padded together) and add them to the running batch."""
+        if not rows:
+            return
+        if not self.can_admit():
+            raise RuntimeError("this stream's cache type cannot take rows while others decode")
+        width = max(len(r.prompt) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            if not r.prompt:
+                raise ValueError(f"row {r.key!r} has an empty prompt")
+            ids[i, width - len(r.prompt):] = torch.tensor(r.prompt, dtype=torch.long)
+            attention[i, width - len(r.prompt):] = 1
+        ids, attention = ids.to(self.device), attention.to(self.device)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        out = self._forward(input_ids=ids, attention_mask=attention, position_ids=positions)
+        cache, logits = _cache_of(out), out.logits[:, -1, :].float()
+        presence = None
+        if self.penalty != 1.0:
+            presence = torch.zeros((len(rows), logits.shape[-1]), dtype=torch.bool, device=self.device)
+            for i, r in enumerate(rows):
+                presence[i, torch.tensor(r.prompt, device=self.device)] = True
+        self.stats.prefills += 1
+        self.stats.prefill_rows += len(rows)
+        self.stats.prefill_tokens += sum(len(r.prompt) for r in rows)
+        next_pos = positions[:, -1:] + 1
+        if self.cache is None:
+            self.cache, self.attention, self.positions, self.presence, self.logits = (
+                cache, attention, next_pos, presence, logits)
+            self.mergeable = _mergeable(cache)
+        else:
+            old_len = self.attention.shape[1]
+            _merge_into(self.cache, cache, old_len, width)
+            total = max(old_len, width)
+            self.attention = torch.cat(
+                [F.pad(self.attention, (total - old_len, 0)), F.pad(attention, (total - width, 0))], dim=0)
+            self.positions = torch.cat([self.positions, next_pos], dim=0)
+            if presence is not None:
+                self.presence = torch.cat([self.presence, presence], dim=0)
+            self.logits = torch.cat([self.logits, logits], dim=0)
+        for r in rows:
+            self.keys.append(r.key)
+            self.tokens.append([])
+            self.budgets.append(r.max_new_tokens)
+            self.grammars.add(r.key, r.grammar)
+
+    def drop(self, keys: set[Hashable]) -> None:
+        """Remove rows whose callers went away (no result)."""
+        keep = [i for i, k in enumerate(self.keys) if k not in keys]
+        if len(keep) < self.active:
+            for k in set(self.keys) & keys:
+                self.grammars.discard(k)
+            self._keep(keep)
+
+    def _keep(self, keep: list[int]) -> None:
+        if not keep:
+            self.keys, self.tokens, self.budgets = [], [], []
+            self.cache = self.attention = self.positions = self.presence = self.logits = None
+            return
+        index = torch.tensor(keep, device=self.device)
+        _select_rows(self.cache, index)
+        self.attention, self.positions, self.logits = self.attention[index], self.positions[index], self.logits[index]
+        if self.presence is not None:
+            self.presence = self.presence[index]
+        self.keys = [self.keys[i] for i in keep]
+        self.tokens = [self.tokens[i] for i in keep]
+        self.budgets = [self.budgets[i] for i in keep]
+        # columns that are padding for every remaining row are dead weight in every later step
+        first = int(self.attention.any(dim=0).nonzero()[0])
+        if first > 0:
+            self.attention = self.attention[:, first:]
+            _trim_left(self.cache, first)
+
+    # ------------------------------------------------------------------- step
+    def _choose(self) -> torch.Tensor:
+        scores = self.logits
+        if self.presence is not None:
+            penalised = torch.where(scores < 0, scores * self.penalty, scores / self.penalty)
+            scores = torch.where(self.presence, penalised, scores)
+        scores = self.grammars.mask(scores, self.keys)
+        for warper in self.warpers:
+            scores = warper(None, scores)
+        if self.temperature > 0:
+            return torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1, generator=self.generator).squeeze(1)
+        return scores.argmax(dim=-1)
+
+    @torch.inference_mode()
+    def step(self) -> list[Finished]:
+        """One token for every row; returns the rows that finished (they have left the batch)."""
+        if not self.keys:
+            return []
+        chosen = self._choose()
+        picked = chosen.tolist()
+        finished: list[Finished] = []
+        keep: list[int] = []
+        for i, (key, token) in enumerate(zip(self.keys, picked, strict=True)):
+            self.grammars.accept(key, token)
+            if token in self.eos_ids:
+                finished.append(Finished(key, self.tokens[i], True))
+                continue
+            self.tokens[i].append(token)
+            if len(self.tokens[i]) >= self.budgets[i]:
+                finished.append(Finished(key, self.tokens[i], False))
+            else:
+                keep.append(i)
+        for f in finished:
+            f.complete = f.complete and self.grammars.terminated(f.key)
+            self.grammars.discard(f.key)
+        if len(keep) < self.active:
+            chosen = chosen[keep] if keep else chosen[:0]
+            self._keep(keep)
+        if not self.keys:
+            return finished
+        if self.presence is not None:
+            self.presence[torch.arange(len(keep), device=self.device), chosen] = True
+        step_ids = chosen.unsqueeze(1)
+        self.attention = torch.cat([self.attention, torch.ones_like(step_ids)], dim=1)
+        extra = {"cache_position": torch.tensor([self.attention.shape[1] - 1], device=self.device)} \
+            if self._cache_position else {}
+        out = self._forward(input_ids=step_ids, attention_mask=self.attention, position_ids=self.positions,
+                            cache=self.cache, **extra)
+        self.positions = self.positions + 1
+        self.logits = out.logits[:, -1, :].float()
+        self.stats.steps += 1
+        self.stats.row_steps += len(self.keys)
+        return finished
+
+
+def decode_all(stream: DecodeStream, rows: list[NewRow]) -> dict[Hashable, Finished]:
+    """Admit ``rows`` together and decode until every one has finished (static batching)."""
+    stream.admit(rows)
+    done: dict[Hashable, Finished] = {}
+    while stream.active:
+        for f in stream.step():
+            done[f.key] = f
+    return done
