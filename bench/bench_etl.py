@@ -114,8 +114,22 @@ def _row(name: str, r: dict, base: dict | None, calls: int, tokens: int) -> str:
     speed = f"{base['seconds'] / r['seconds']:.2f}x" if base else "1.00x"
     return (
         f"| {name} | {r['documents']} | {r['chunks']} | {r['seconds']:.1f} | {r['chunks'] / minutes:.2f} | "
-        f"{r['documents'] / minutes:.2f} | {calls} | {tokens} | {speed} |"
+        f"{r['documents'] / minutes:.2f} | {calls} | {tokens} | {r['prefills']} | {r['rows_per_step']:.1f} | {speed} |"
     )
+
+
+AGREEMENT_FILES = ("chunks.jsonl", "metadata.jsonl", "summaries.jsonl", "qa_pairs.jsonl", "validation.jsonl")
+
+
+def agreement(a: Path, b: Path) -> dict[str, float]:
+    """Share of records (lines) of each output file that the two runs wrote identically."""
+    out = {}
+    for name in AGREEMENT_FILES:
+        lines_a = (a / name).read_text(encoding="utf-8").splitlines() if (a / name).exists() else []
+        lines_b = (b / name).read_text(encoding="utf-8").splitlines() if (b / name).exists() else []
+        both = max(len(lines_a), len(lines_b))
+        out[name] = len(set(lines_a) & set(lines_b)) / both if both else 1.0
+    return out
 
 
 def _calls_tokens(report: dict) -> tuple[int, int]:
@@ -128,7 +142,7 @@ def main() -> None:
     parser.add_argument("--input", type=Path, default=DEFAULT_INPUT_DIR)
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--concurrency", default="16", help="one value or a comma-separated sweep")
-    parser.add_argument("--temperature", type=float, default=None)
+    parser.add_argument("--temperature", type=float, default=None, help="default: the ETL's (0, greedy)")
     parser.add_argument("--out", type=Path, default=DEFAULT_RUNS_DIR / "bench-etl")
     args = parser.parse_args()
 
@@ -138,34 +152,51 @@ def main() -> None:
 
     if args.out.exists():
         shutil.rmtree(args.out)
-    common = {"input_dir": args.input, "limit": args.limit, "temperature": args.temperature}
+    common = {"input_dir": args.input, "limit": args.limit}
+    if args.temperature is not None:  # otherwise the ETL's default (greedy)
+        common["temperature"] = args.temperature
     warm_cfg = EtlConfig(output_dir=args.out / "warmup", **common)
     t = time.perf_counter()
     asyncio.run(warm_up(warm_cfg))
     warm_seconds = time.perf_counter() - t
 
     naive_cfg = EtlConfig(output_dir=args.out / "naive", concurrency=1, docs_in_flight=1, **common)
-    naive = asyncio.run(naive_run(naive_cfg))
+    registry = get_registry()
+    spec = get_profile(naive_cfg.profile).spec_for("metadata")
+    backend = registry.get(spec)
+
+    def occupancy(run) -> dict:
+        steps, rows, prefills = backend.decode_steps, backend.row_steps, backend.calls
+        out = asyncio.run(run)
+        out["rows_per_step"] = (backend.row_steps - rows) / max(backend.decode_steps - steps, 1)
+        out["prefills"] = backend.calls - prefills
+        return out
+
+    naive = occupancy(naive_run(naive_cfg))
     results = {"naive": naive}
     for c in [int(x) for x in args.concurrency.split(",")]:
         cfg = EtlConfig(output_dir=args.out / f"pipeline-c{c}", concurrency=c, **common)
-        results[f"pipeline c={c}"] = asyncio.run(pipeline_run(cfg))
+        results[f"pipeline c={c}"] = occupancy(pipeline_run(cfg))
 
-    registry = get_registry()
-    spec = get_profile(naive_cfg.profile).spec_for("metadata")
     batches = registry.batch_sizes(spec)
     weights = {s.model: registry.get(s).weight_bytes for s in registry.loaded_specs()}
     stage_sum = sum(weights.get(get_profile(naive_cfg.profile).spec_for(st).model, 0)
                     for st in ("metadata", "metadata", "metadata", "metadata", "summary", "qa", "validation"))
 
     print(f"\nwarm-up (model load + grammars): {warm_seconds:.1f} s; input {args.input} ({naive['documents']} documents)\n")
-    print("| design | docs | chunks | seconds | chunks/min | docs/min | LLM calls | output tokens | speed-up |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| design | docs | chunks | seconds | chunks/min | docs/min | LLM calls | output tokens | prefills | rows per decode step | speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         calls, tokens = _calls_tokens(r["report"])
         print(_row(name, r, None if name == "naive" else naive, calls, tokens))
-    print(f"\nbatch sizes seen by the model: mean {statistics.fmean(batches):.1f}, max {max(batches)} over {len(batches)} generate calls"
-          if batches else "")
+    for name in results:
+        if name != "naive":
+            same = agreement(naive_cfg.output_dir, args.out / name.replace("pipeline c=", "pipeline-c"))
+            summary_line = ", ".join(f"{k} {v:.0%}" for k, v in same.items())
+            print(f"\nrecords identical to the naive run's ({name}): {summary_line}")
+            results[name]["agreement"] = same
+    print(f"\nmodel dtype: {backend.placement.dtype}; requests admitted per prefill: mean "
+          f"{statistics.fmean(batches):.1f}, max {max(batches)} over {len(batches)} prefills (both runs)" if batches else "")
     print(f"peak RSS of this process: {peak_rss_bytes() / 2**30:.2f} GiB; model weights loaded: "
           f"{sum(weights.values()) / 2**30:.2f} GiB ({registry.load_counts[spec]} load(s)); "
           f"sum over the 7 LLM stages of the model each names: {stage_sum / 2**30:.2f} GiB")

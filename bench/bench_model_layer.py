@@ -5,8 +5,17 @@
 2. memory: peak RSS of a process where five agents share the registry (offline profile), versus
    five separately loaded copies of the model, versus a single model; each in a fresh subprocess.
 3. load time: first conversion of the GGUF (into an empty cache folder) and the cached reload.
+4. decode: 48 grammar-constrained requests of uneven length (long and short JSON), all queued at
+   once: our continuous batching (``MicroBatcher`` over ``DecodeStream``: finished rows leave,
+   waiting rows join, at most 16 rows) versus transformers' ``generate`` in static batches of 16
+   with the same per-row grammar as a logits processor; in fp32 and in bf16; same process, same
+   prompts, greedy, outputs compared.
 
-    python bench/bench_model_layer.py [--part throughput|memory|load|all] [--runs 16]
+5. forward: the cost of one forward pass by dtype (fp32, bf16) and batch shape (prefill of 190
+   tokens, a decode step of 1 token; 1 row and 16 rows): what caps batching gains on a CPU.
+
+    python bench/bench_model_layer.py [--part throughput|memory|load|decode|forward|all] [--runs 16]
+                                      [--decode-requests 48]
 
 Prints a markdown table for docs/benchmarks.md.
 """
@@ -62,7 +71,7 @@ async def _throughput(n: int) -> dict:
         else:
             results = await asyncio.gather(*(agent.run(p) for p in prompts))
         dt = time.perf_counter() - t0
-        tokens = sum(r.usage().output_tokens for r in results)
+        tokens = sum(r.usage.output_tokens for r in results)
         out[mode] = {"seconds": dt, "runs_per_min": 60 * n / dt, "output_tokens": tokens, "tokens_per_s": tokens / dt,
                      "valid": sum(isinstance(r.output, Card) for r in results)}
     out["speedup"] = out["sequential"]["seconds"] / out["batched"]["seconds"]
@@ -120,10 +129,143 @@ def _load() -> dict:
     return {"first_conversion_s": first, "cached_reload_s": again}
 
 
+class Verdict(BaseModel):
+    label: str = Field(max_length=12)
+
+
+def _decode_requests(backend, n: int):
+    from liquid_shared.models.backend import GenRequest
+    from liquid_shared.models.grammar import estimate_max_tokens, tighten_schema
+
+    reqs = []
+    for i in range(n):
+        out = Card if i % 2 == 0 else Verdict  # long and short outputs mixed, as in the ETL
+        schema = tighten_schema(out.model_json_schema(), 200, 8)
+        msgs = [{"role": "system", "content": "Answer in JSON."},
+                {"role": "user", "content": f"Make a {out.__name__.lower()} about {TOPICS[i % len(TOPICS)]}."}]
+        reqs.append(GenRequest(messages=msgs, json_schema=schema, max_new_tokens=min(160, estimate_max_tokens(schema)),
+                               temperature=0.0, repetition_penalty=1.05))
+    prompts = [backend.fit_context(backend.render(r.messages), r.messages, r.max_new_tokens)[0] for r in reqs]
+    return reqs, prompts
+
+
+def _generate_static(backend, reqs, prompts, batch: int) -> list[str]:
+    """transformers' generate in static batches of ``batch``, the same per-row grammar as a logits
+    processor (xgrammar matchers), the same greedy settings."""
+    import torch
+    import xgrammar as xgr
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    tok = backend.tokenizer
+    texts = []
+    for lo in range(0, len(reqs), batch):
+        part, ids_list = reqs[lo:lo + batch], prompts[lo:lo + batch]
+        matchers = [xgr.GrammarMatcher(backend.grammars.for_schema(r.json_schema)) for r in part]
+        bitmask = xgr.allocate_token_bitmask(len(part), backend.grammars.vocab_size)
+
+        class _Grammar(LogitsProcessor):
+            def __init__(self, matchers, bitmask):
+                self.matchers, self.bitmask, self.started = matchers, bitmask, False
+
+            def __call__(self, input_ids, scores):
+                lines = []
+                for i, m in enumerate(self.matchers):
+                    if self.started and not m.is_terminated():
+                        m.accept_token(int(input_ids[i, -1]))
+                    if not m.is_terminated():
+                        m.fill_next_token_bitmask(self.bitmask, i)
+                        lines.append(i)
+                self.started = True
+                if lines:
+                    xgr.apply_token_bitmask_inplace(scores, self.bitmask, indices=lines)
+                return scores
+
+        width = max(map(len, ids_list))
+        ids = torch.full((len(part), width), tok.pad_token_id)
+        att = torch.zeros_like(ids)
+        for i, p in enumerate(ids_list):
+            ids[i, width - len(p):] = torch.tensor(p)
+            att[i, width - len(p):] = 1
+        with torch.inference_mode():
+            out = backend.model.generate(
+                input_ids=ids, attention_mask=att, max_new_tokens=max(r.max_new_tokens for r in part),
+                do_sample=False, repetition_penalty=1.05, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                temperature=None, top_k=None, top_p=None, logits_processor=LogitsProcessorList([_Grammar(matchers, bitmask)]))
+        for row in out[:, width:].tolist():
+            row = row[: row.index(tok.eos_token_id)] if tok.eos_token_id in row else row
+            texts.append(tok.decode(row, skip_special_tokens=True).strip())
+    return texts
+
+
+async def _continuous(backend, reqs):
+    from liquid_shared.models.batcher import MicroBatcher
+
+    batcher = MicroBatcher(backend, max_batch_size=16)
+    results = await asyncio.gather(*(batcher.submit(r) for r in reqs))
+    return [r.text for r in results], batcher
+
+
+def _decode(n: int) -> dict:
+    import torch
+
+    from liquid_shared.models import ModelSpec
+    from liquid_shared.models.backend import LocalLiquidModel
+    from liquid_shared.offline import SMOLLM2_ID
+
+    res = {"threads": torch.get_num_threads(), "requests": n}
+    for dtype in ("fp32", "bf16"):
+        backend = LocalLiquidModel(ModelSpec(model=SMOLLM2_ID, dtype=dtype))
+        reqs, prompts = _decode_requests(backend, n)
+        backend.generate_batch(reqs[:2], prompts[:2])  # warm-up: grammar compilation, kernels
+        t0 = time.perf_counter()
+        ref = _generate_static(backend, reqs, prompts, 16)
+        t_gen = time.perf_counter() - t0
+        steps0, rows0 = backend.decode_steps, backend.row_steps
+        t0 = time.perf_counter()
+        ours, batcher = asyncio.run(_continuous(backend, reqs))
+        t_ours = time.perf_counter() - t0
+        steps, row_steps = backend.decode_steps - steps0, backend.row_steps - rows0
+        res[dtype] = {"generate_s": t_gen, "ours_s": t_ours, "speedup": t_gen / t_ours,
+                      "same_outputs": sum(a == b for a, b in zip(ref, ours, strict=True)),
+                      "mean_rows_per_step": row_steps / max(steps, 1), "admissions": len(batcher.batches),
+                      "output_tokens": sum(len(backend.tokenizer(t)["input_ids"]) for t in ours)}
+        backend.close()
+    res["bf16_over_fp32_ours"] = res["fp32"]["ours_s"] / res["bf16"]["ours_s"]
+    res["bf16_ours_over_fp32_generate"] = res["fp32"]["generate_s"] / res["bf16"]["ours_s"]
+    return res
+
+
+def _forward_costs() -> dict:
+    """Forward-pass cost of the default model by dtype and batch size: prefill (190 tokens a row)
+    and one decode-sized step (1 token a row), random ids, logits of the last position only."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from liquid_shared.offline import ensure_smollm2
+
+    folder = ensure_smollm2()
+    res = {}
+    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
+        for batch, tokens in ((1, 190), (16, 190), (1, 1), (16, 1)):
+            ids = torch.randint(0, 49000, (batch, tokens))
+            repeats = 3 if tokens > 1 else 20
+            with torch.inference_mode():
+                model(input_ids=ids, logits_to_keep=1)
+                t0 = time.perf_counter()
+                for _ in range(repeats):
+                    model(input_ids=ids, logits_to_keep=1)
+                seconds = (time.perf_counter() - t0) / repeats
+            res[(name, batch, tokens)] = {"ms": seconds * 1000, "tokens_per_s": batch * tokens / seconds}
+        del model
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", default="all", choices=["throughput", "memory", "load", "all"])
+    ap.add_argument("--part", default="all", choices=["throughput", "memory", "load", "decode", "forward", "all"])
     ap.add_argument("--runs", type=int, default=16)
+    ap.add_argument("--decode-requests", type=int, default=48)
     ap.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.memory_child:
@@ -146,6 +288,24 @@ def main() -> None:
         print(f"| one agent, one model | {m['single']['peak_rss_mib']:.0f} | 1.00 |")
         print(f"| five agents, shared registry | {m['shared']['peak_rss_mib']:.0f} | {m['shared_over_single']:.2f} |")
         print(f"| five agents, five copies | {m['copies']['peak_rss_mib']:.0f} | {m['copies_over_single']:.2f} |")
+    if args.part in ("decode", "all"):
+        d = _decode(args.decode_requests)
+        print(f"\n## {d['requests']} constrained requests of uneven length: continuous batching vs generate() "
+              f"in static batches of 16 ({d['threads']} torch threads)\n")
+        print("| dtype | generate() s | ours s | speed-up | rows per decode step (ours) | admissions | same outputs |")
+        print("|---|---|---|---|---|---|---|")
+        for dt in ("fp32", "bf16"):
+            r = d[dt]
+            print(f"| {dt} | {r['generate_s']:.1f} | {r['ours_s']:.1f} | {r['speedup']:.2f}x | "
+                  f"{r['mean_rows_per_step']:.1f} | {r['admissions']} | {r['same_outputs']}/{d['requests']} |")
+        print(f"\nbf16 against fp32, both ours: {d['bf16_over_fp32_ours']:.2f}x; bf16 ours against fp32 "
+              f"generate(): **{d['bf16_ours_over_fp32_generate']:.2f}x**")
+    if args.part in ("forward", "all"):
+        f = _forward_costs()
+        print("\n## Forward pass of SmolLM2-135M by dtype and batch (random ids, last-position logits)\n")
+        print("| dtype | rows x tokens | ms | tokens/s |\n|---|---|---:|---:|")
+        for (dt, batch, tokens), r in f.items():
+            print(f"| {dt} | {batch} x {tokens} | {r['ms']:.1f} | {r['tokens_per_s']:.0f} |")
     if args.part in ("load", "all"):
         ld = _load()
         print("\n## Load time of the default model (imports excluded)\n")

@@ -76,4 +76,4 @@ async def test_plain_text_output():
     agent = Agent(default_model())
     result = await agent.run("Write one short sentence about the sea.")
     assert isinstance(result.output, str) and result.output.strip()
-    assert result.usage().output_tokens > 0
+    assert result.usage.output_tokens > 0
