@@ -72,8 +72,11 @@ class MicroBatcher:
         self._queue = rest
         return taken
 
-    def _others_wait(self, key: tuple, stream: DecodeStream) -> bool:
-        """Called from the worker thread between steps: should it return to admit newcomers?"""
+    def _should_yield(self, key: tuple, stream: DecodeStream, rows: dict[int, _Pending]) -> bool:
+        """Called from the worker thread between steps: should it return to the event loop, to
+        admit waiting requests into free slots or to drop rows whose callers went away?"""
+        if any(p.future.done() for p in list(rows.values())):
+            return True
         return stream.active < self.max_batch_size and any(p.key == key for p in self._queue[:64])
 
     async def _run(self) -> None:
@@ -99,7 +102,7 @@ class MicroBatcher:
                     stream,
                     [(p.row, p.req, p.prompt) for p in newcomers],
                     gone,
-                    functools.partial(self._others_wait, key, stream),
+                    functools.partial(self._should_yield, key, stream, rows),
                 )
             except Exception as exc:  # a failed step fails the rows in that batch, not the worker
                 for p in rows.values():
