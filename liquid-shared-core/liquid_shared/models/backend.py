@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Hashable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from liquid_shared.models.decoding import DecodeStats, DecodeStream, Finished, NewRow, decode_all
@@ -66,10 +66,26 @@ class LocalLiquidModel:
         )
         self.grammars = GrammarCache(self.tokenizer, vocab_size=int(cfg.vocab_size))
         self._lock = threading.Lock()
-        self.calls = 0  # prefill passes (each admits one or more requests into a running batch)
-        self.rows = 0  # requests decoded
-        self.decode_steps = 0  # decode forward passes
-        self.row_steps = 0  # rows computed over those passes (row_steps / decode_steps: batch occupancy)
+        self.stats = DecodeStats()  # totals over every stream of this model
+
+    @property
+    def calls(self) -> int:
+        """Prefill passes (each admits one or more requests into a running batch)."""
+        return self.stats.prefills
+
+    @property
+    def rows(self) -> int:
+        """Requests decoded."""
+        return self.stats.prefill_rows
+
+    @property
+    def decode_steps(self) -> int:
+        return self.stats.steps
+
+    @property
+    def row_steps(self) -> int:
+        """Rows computed over the decode steps (row_steps / decode_steps: batch occupancy)."""
+        return self.stats.row_steps
 
     # ------------------------------------------------------------------ prompts
     def render(self, messages: list[dict[str, str]], generation_prompt: bool = True) -> list[int]:
@@ -115,6 +131,7 @@ class LocalLiquidModel:
             min_p=req.min_p,
             repetition_penalty=req.repetition_penalty,
             seed=req.seed,
+            stats=self.stats,
         )
 
     def _row(self, key: Hashable, req: GenRequest, prompt: list[int]) -> NewRow:
@@ -132,7 +149,6 @@ class LocalLiquidModel:
         wait for a free slot, or the batch is empty. Returns the finished rows (``result()`` turns
         one into a ``GenResult``)."""
         with self._lock:
-            before = replace(stream.stats)
             stream.drop(set(drop))
             stream.admit([self._row(key, req, prompt) for key, req, prompt in admit])
             finished = []
@@ -140,14 +156,7 @@ class LocalLiquidModel:
                 finished = stream.step()
                 if should_yield():
                     break
-            self._count(before, stream.stats)
         return finished
-
-    def _count(self, before: DecodeStats, after: DecodeStats) -> None:
-        self.calls += after.prefills - before.prefills
-        self.rows += after.prefill_rows - before.prefill_rows
-        self.decode_steps += after.steps - before.steps
-        self.row_steps += after.row_steps - before.row_steps
 
     def result(self, f: Finished, req: GenRequest, prompt: list[int]) -> GenResult:
         text = self.tokenizer.decode(f.tokens, skip_special_tokens=True).strip()
@@ -164,9 +173,7 @@ class LocalLiquidModel:
         stream = self.open_stream(reqs[0])
         rows = [self._row(i, r, p) for i, (r, p) in enumerate(zip(reqs, prompts, strict=True))]
         with self._lock:
-            before = replace(stream.stats)
             done = decode_all(stream, rows)
-            self._count(before, stream.stats)
         return [self.result(done[i], reqs[i], prompts[i]) for i in range(len(reqs))]
 
     def close(self) -> None:

@@ -25,7 +25,6 @@ to static batching.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -57,24 +56,8 @@ class Finished:
 class DecodeStats:
     prefills: int = 0  # prefill forward passes (one per admission of newcomers)
     prefill_rows: int = 0
-    prefill_tokens: int = 0  # real prompt tokens prefilled
     steps: int = 0  # decode forward passes
     row_steps: int = 0  # sum over decode passes of the rows in the batch
-
-    @property
-    def mean_rows_per_step(self) -> float:
-        return self.row_steps / self.steps if self.steps else 0.0
-
-
-def _forward_kwargs(model: torch.nn.Module) -> tuple[str, bool]:
-    """transformers renamed ``past_key_values`` to ``cache`` (5.2x) and dropped ``cache_position``."""
-    params = inspect.signature(model.forward).parameters
-    return ("cache" if "cache" in params else "past_key_values"), "cache_position" in params
-
-
-def _cache_of(out: Any) -> Any:
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else out.past_key_values
 
 
 def _mergeable(cache: Any) -> bool:
@@ -142,6 +125,7 @@ class DecodeStream:
         min_p: float = 0.0,
         repetition_penalty: float = 1.0,
         seed: int | None = None,
+        stats: DecodeStats | None = None,
     ):
         self.model = model
         self.device = next(model.parameters()).device
@@ -162,8 +146,7 @@ class DecodeStream:
             else:
                 self.generator.seed()
         self.grammars = RowGrammars(grammar_vocab_size or int(model.config.vocab_size))
-        self._cache_kw, self._cache_position = _forward_kwargs(model)
-        self.stats = DecodeStats()
+        self.stats = stats if stats is not None else DecodeStats()  # the caller may share one across streams
         # the running batch, in batch order
         self.keys: list[Hashable] = []
         self.tokens: list[list[int]] = []
@@ -185,10 +168,7 @@ class DecodeStream:
         return self.active == 0 or self.mergeable
 
     def _forward(self, **kwargs: Any) -> Any:
-        cache = kwargs.pop("cache", None)
-        if cache is not None:
-            kwargs[self._cache_kw] = cache
-        return self.model(use_cache=True, logits_to_keep=1, **kwargs)
+        return self.model(use_cache=True, logits_to_keep=1, **kwargs)  # transformers 5.24: ``cache=``
 
     # -------------------------------------------------------------- admission
     @torch.inference_mode()
@@ -209,7 +189,7 @@ class DecodeStream:
         ids, attention = ids.to(self.device), attention.to(self.device)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         out = self._forward(input_ids=ids, attention_mask=attention, position_ids=positions)
-        cache, logits = _cache_of(out), out.logits[:, -1, :].float()
+        cache, logits = out.cache, out.logits[:, -1, :].float()
         presence = None
         if self.penalty != 1.0:
             presence = torch.zeros((len(rows), logits.shape[-1]), dtype=torch.bool, device=self.device)
@@ -217,7 +197,6 @@ class DecodeStream:
                 presence[i, torch.tensor(r.prompt, device=self.device)] = True
         self.stats.prefills += 1
         self.stats.prefill_rows += len(rows)
-        self.stats.prefill_tokens += sum(len(r.prompt) for r in rows)
         next_pos = positions[:, -1:] + 1
         if self.cache is None:
             self.cache, self.attention, self.positions, self.presence, self.logits = (
@@ -310,10 +289,8 @@ class DecodeStream:
             self.presence[torch.arange(len(keep), device=self.device), chosen] = True
         step_ids = chosen.unsqueeze(1)
         self.attention = torch.cat([self.attention, torch.ones_like(step_ids)], dim=1)
-        extra = {"cache_position": torch.tensor([self.attention.shape[1] - 1], device=self.device)} \
-            if self._cache_position else {}
         out = self._forward(input_ids=step_ids, attention_mask=self.attention, position_ids=self.positions,
-                            cache=self.cache, **extra)
+                            cache=self.cache)
         self.positions = self.positions + 1
         self.logits = out.logits[:, -1, :].float()
         self.stats.steps += 1
