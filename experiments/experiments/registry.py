@@ -3,12 +3,17 @@
     @register("rag_quality", RagQualityConfig, "Retrieval variants on a BEIR folder or an ETL run")
     def run(config: RagQualityConfig, ctx: RunContext) -> ExperimentResult: ...
 
-Experiment modules import only light modules at the top, so listing the registry is fast.
+Every experiment is one module in ``experiments/catalog/`` (the machinery that runs them, this
+registry, the runner, configs and reports, lives beside that folder). A new module there is found
+without being listed anywhere; ``PREFERRED_ORDER`` only fixes the order ``--all`` runs them in
+(the rest follow alphabetically). Experiment modules import only light modules at the top, so
+listing the registry is fast.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,13 +21,18 @@ from experiments.base import ExperimentConfig, ExperimentResult, RunContext
 
 RunFunction = Callable[[ExperimentConfig, RunContext], ExperimentResult]
 
-# Modules that define experiments, in the order ``--all`` runs them.
-EXPERIMENT_MODULES = (
-    "experiments.rag_quality",
-    "experiments.dual_pipeline",
-    "experiments.model_ablation",
-    "experiments.ft_quality",
-)
+CATALOG = "experiments.catalog"
+# The order ``--all`` runs these in; catalog modules not named here follow, alphabetically.
+PREFERRED_ORDER = ("rag_quality", "dual_pipeline", "model_ablation", "ft_quality")
+
+
+def experiment_modules() -> tuple[str, ...]:
+    """Dotted names of the catalog's experiment modules, in ``--all`` order."""
+    import experiments.catalog as catalog
+
+    found = sorted(m.name for m in pkgutil.iter_modules(catalog.__path__) if not m.name.startswith("_"))
+    ordered = [n for n in PREFERRED_ORDER if n in found] + [n for n in found if n not in PREFERRED_ORDER]
+    return tuple(f"{CATALOG}.{name}" for name in ordered)
 
 
 @dataclass(frozen=True)
@@ -47,14 +57,14 @@ def register(name: str, config_type: type[ExperimentConfig], summary: str) -> Ca
 
 
 def _load_all() -> None:
-    for module in EXPERIMENT_MODULES:
+    for module in experiment_modules():
         importlib.import_module(module)
 
 
 def all_experiments() -> dict[str, Experiment]:
     """Every registered experiment, in ``--all`` order."""
     _load_all()
-    order = {m.rsplit(".", 1)[-1]: i for i, m in enumerate(EXPERIMENT_MODULES)}
+    order = {m.rsplit(".", 1)[-1]: i for i, m in enumerate(experiment_modules())}
     return dict(sorted(_REGISTRY.items(), key=lambda kv: order.get(kv[0], len(order))))
 
 

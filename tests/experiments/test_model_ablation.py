@@ -73,7 +73,7 @@ def test_every_default_variant_changes_something_against_the_baseline():
     """A default variant whose settings equal the ETL's defaults would measure the baseline twice
     (as `greedy`, temperature 0, once did: the ETL already decodes greedily)."""
     from etl_pipeline import EtlConfig
-    from experiments.model_ablation import ModelAblationConfig, stage_spec
+    from experiments.catalog.model_ablation import ModelAblationConfig, stage_spec
 
     config = ModelAblationConfig()
     defaults = EtlConfig()

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from experiments.ft_quality import distinct_n
+from experiments.catalog.ft_quality import distinct_n
 from experiments.ft_sets import chat_item, load_ft_set
 from experiments.significance import adjust_family, independent_table, paired_table, tables_markdown
 
