@@ -1,0 +1,3 @@
+from liquid_lvm.cli import main
+
+main()
