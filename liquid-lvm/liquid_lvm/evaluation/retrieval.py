@@ -57,11 +57,13 @@ class Bank:
         q = _unit(preds)
         if q.shape[1] != self.vectors.shape[1]:
             raise ValueError(f"predictions have dimension {q.shape[1]}, the bank {self.vectors.shape[1]}")
-        target_scores = np.einsum("qd,qd->q", q, self.vectors[target_pos])
+        target_pos = np.asarray(target_pos, dtype=np.int64)
         rank = np.empty(len(q), dtype=np.int64)
         top = np.empty((len(q), min(top_k, len(self))), dtype=np.int64)
         for lo in range(0, len(q), 1024):  # the whole bank, sorted, 1024 queries at a time
             scores, ids = self.index.search(q[lo:lo + 1024], len(self))
-            rank[lo:lo + 1024] = 1 + (scores > target_scores[lo:lo + 1024, None]).sum(axis=1)
+            own = ids == target_pos[lo:lo + 1024, None]  # the target's score as FAISS computed it
+            target_score = np.where(own, scores, 0.0).sum(axis=1)
+            rank[lo:lo + 1024] = 1 + (scores > target_score[:, None]).sum(axis=1)
             top[lo:lo + 1024] = ids[:, :top.shape[1]]
         return BankRanks(rank=rank, top=top, bank_size=len(self))
