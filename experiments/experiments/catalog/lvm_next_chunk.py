@@ -39,6 +39,7 @@ class LvmModelSpec(BaseModel):
     loss: dict[Literal["mse", "cosine", "infonce"], float] = Field(default_factory=lambda: {"infonce": 1.0})
     temperature: float = Field(0.05, gt=0)
     lr: float = Field(1e-3, gt=0)
+    residual: bool = Field(True, description="Predict last context vector + a learned change (starts at copy-last).")
 
 
 DEFAULT_MODELS = [LvmModelSpec(name=t, model_type=t) for t in ("lstm", "gru", "transformer", "mamba")]
@@ -165,7 +166,7 @@ def run(config: LvmNextChunkConfig, ctx: RunContext) -> ExperimentResult:
     ckpt_root = config.checkpoint_dir or ctx.path("checkpoints")
     for spec in config.models:
         mc = ModelConfig(model_type=spec.model_type, dim=corpus.dim, width=spec.width, depth=spec.depth,
-                         dropout=spec.dropout)
+                         dropout=spec.dropout, residual=spec.residual)
         tc = TrainConfig(epochs=config.epochs, max_steps=config.max_steps, batch_size=config.batch_size, lr=spec.lr,
                          eval_every=config.eval_every, patience=config.patience, seed=config.seed,
                          val_metric="recall@10", val_mode="max", log_every=10)
