@@ -21,8 +21,8 @@ O(1/N) (near zero) for a Gaussian sample and O(1) for a collapsed or anisotropic
 **SIGReg** of a batch of embeddings Z (N × D) is the mean distance over K random unit directions
 a_1..a_K (the Cramér–Wold device: all 1-D projections Gaussian ⇔ Z Gaussian), redrawn every
 training step. The directions come from a generator seeded with (seed, step), so every DDP rank
-draws the same ones and a run is reproducible. Under DDP the characteristic-function sums are
-all-reduced (with gradients), so the statistic is the one of the global batch.
+draws the same ones and a run is reproducible. Under DDP the training objective all-gathers the
+embeddings first (``objective.gather``), so the statistic is the one of the global batch.
 """
 
 from __future__ import annotations
@@ -45,17 +45,6 @@ def _trapezoid(t_max: float, n_points: int, device: torch.device, dtype: torch.d
     return t, w
 
 
-def _global_sums(values: Tensor) -> Tensor:
-    """Sum a tensor over DDP ranks with gradients (no-op outside torch.distributed)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        from torch.distributed.nn.functional import all_reduce
-
-        return all_reduce(values, op=dist.ReduceOp.SUM)
-    return values
-
-
 def epps_pulley_distance(x: Tensor, t_max: float = T_MAX, n_points: int = N_POINTS) -> Tensor:
     """Weighted L2 distance between the empirical CF of each column of ``x`` and N(0, 1)'s.
 
@@ -69,11 +58,8 @@ def epps_pulley_distance(x: Tensor, t_max: float = T_MAX, n_points: int = N_POIN
     x = x.reshape(x.shape[0], -1)
     t, w = _trapezoid(t_max, n_points, x.device, x.dtype)
     tx = x.unsqueeze(-1) * t                                  # (N, K, T)
-    n = torch.tensor(float(x.shape[0]), device=x.device, dtype=x.dtype)
-    sums = _global_sums(torch.stack([torch.cos(tx).sum(0), torch.sin(tx).sum(0)]))  # (2, K, T)
-    n = _global_sums(n)
     gauss = torch.exp(-0.5 * t * t)
-    sq_err = (sums[0] / n - gauss) ** 2 + (sums[1] / n) ** 2   # |φ̂(t) − φ(t)|², (K, T)
+    sq_err = (torch.cos(tx).mean(0) - gauss) ** 2 + torch.sin(tx).mean(0) ** 2   # |φ̂(t) − φ(t)|², (K, T)
     dist = 2.0 * (sq_err * gauss * w).sum(-1)                  # even integrand: twice [0, t_max]
     return dist[0] if squeeze else dist
 
