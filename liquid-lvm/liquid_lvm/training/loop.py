@@ -68,7 +68,14 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Decay for parameters of two or more dimensions (weights), none for biases and norm gains."""
+    """Decay for parameters of two or more dimensions (weights), none for biases and norm gains.
+
+    A model with an ``optimizer_groups(weight_decay)`` method gives its own groups instead (e.g. a
+    learning rate per part: the encoder's base and head); a group without ``lr`` gets ``config.lr``.
+    """
+    own = getattr(model, "optimizer_groups", None)
+    if callable(own):
+        return own(weight_decay)
     decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]

@@ -1,0 +1,1 @@
+"""Isotropic Gaussian retrieval encoder (issue 11)."""
