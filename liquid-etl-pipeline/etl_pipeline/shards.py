@@ -157,21 +157,25 @@ class ShardStore:
         """Read every file of a done shard and check they agree; ``ShardDamaged`` if not."""
         doc_id = record.doc_id
         folder = self.path(doc_id)
-        try:
-            shard = DoneShard(
-                chunks=list(self.read(doc_id, "chunks", Chunk)),
-                metadata=list(self.read(doc_id, "metadata", ChunkMetadata)),
-                summaries=list(self.read(doc_id, "summaries", Summary)),
-                qa_pairs=list(self.read(doc_id, "qa_pairs", QAPair)),
-                validations=list(self.read(doc_id, "validation", ValidationResult)),
-                samples=list(self.read(doc_id, "ft", FineTuneSample)),
-                embeddings=np.load(folder / "embeddings.npy", allow_pickle=False),
-                taxonomy=self.read_json(doc_id, "taxonomy"),
-            )
-        except FileNotFoundError as exc:
-            raise ShardDamaged(doc_id, f"{Path(exc.filename or '?').name} is missing") from None
-        except (ValueError, OSError, EOFError) as exc:
-            raise ShardDamaged(doc_id, _short(exc)) from None
+
+        def part(file: str, read):
+            try:
+                return read()
+            except FileNotFoundError:
+                raise ShardDamaged(doc_id, f"{file} is missing") from None
+            except (ValueError, OSError, EOFError) as exc:
+                raise ShardDamaged(doc_id, f"{file} is damaged: {_short(exc).replace(str(folder) + '/', '')}") from None
+
+        shard = DoneShard(
+            chunks=part("chunks.jsonl", lambda: list(self._read_strict(doc_id, "chunks", Chunk))),
+            metadata=part("metadata.jsonl", lambda: list(self._read_strict(doc_id, "metadata", ChunkMetadata))),
+            summaries=part("summaries.jsonl", lambda: list(self._read_strict(doc_id, "summaries", Summary))),
+            qa_pairs=part("qa_pairs.jsonl", lambda: list(self._read_strict(doc_id, "qa_pairs", QAPair))),
+            validations=part("validation.jsonl", lambda: list(self._read_strict(doc_id, "validation", ValidationResult))),
+            samples=part("ft.jsonl", lambda: list(self._read_strict(doc_id, "ft", FineTuneSample))),
+            embeddings=part("embeddings.npy", lambda: np.load(folder / "embeddings.npy", allow_pickle=False)),
+            taxonomy=part("taxonomy.json", lambda: self.read_json(doc_id, "taxonomy")),
+        )
         n = len(shard.chunks)
         if n != record.counts.get("chunks", n):
             raise ShardDamaged(doc_id, f"chunks.jsonl has {n} records, record.json says {record.counts['chunks']}")
@@ -193,6 +197,9 @@ class ShardStore:
         (target / "REASON.txt").write_text(f"{source}: {reason}\n", encoding="utf-8")
         fsync_dir(self.root)
         return {"doc_id": doc_id, "source": source, "reason": reason, "moved_to": str(target.relative_to(self.root.parent))}
+
+    def _read_strict(self, doc_id: str, name: str, model: type[R]) -> Iterator[R]:
+        return read_jsonl(self.path(doc_id) / f"{name}.jsonl", model)
 
     def read(self, doc_id: str, name: str, model: type[R]) -> Iterator[R]:
         path = self.path(doc_id) / f"{name}.jsonl"
