@@ -15,7 +15,8 @@ A sentence is never cut, with one exception: a single sentence longer than the w
 (a table flattened into one line, a file without punctuation) is split at whitespace and its
 pieces are marked ``hard_split``; the boundary report counts them.
 
-Very long documents: only the first ``max_chunks`` chunks are kept; the text is first cut near
+Long documents are chunked whole by default (``max_chunks=None``). Only when a cap is asked for
+are just the first ``max_chunks`` chunks kept; the text is then first cut near
 ``max_chunks * max_tokens * 8`` characters so a 20 MB file is never segmented whole. Both are
 reported as a truncation.
 """
@@ -149,11 +150,11 @@ def _split_oversized(text: str, unit: Unit, counter: TokenCounter, budget: int) 
 
 
 def segment_document(
-    text: str, *, max_tokens: int, max_chunks: int, counter: TokenCounter | None = None
+    text: str, *, max_tokens: int, max_chunks: int | None = None, counter: TokenCounter | None = None
 ) -> Segmentation:
-    """Split ``text`` into sections of sentence units with token counts."""
+    """Split ``text`` into sections of sentence units with token counts (all of it unless ``max_chunks``)."""
     counter = counter or default_token_counter()
-    cap = max_chunks * max_tokens * _CHARS_PER_TOKEN_CAP
+    cap = max_chunks * max_tokens * _CHARS_PER_TOKEN_CAP if max_chunks else len(text)
     truncated = 0
     if len(text) > cap:
         cut = text.rfind("\n\n", 0, cap)
@@ -243,7 +244,7 @@ def build_chunks(
     *,
     max_tokens: int,
     min_tokens: int,
-    max_chunks: int,
+    max_chunks: int | None = None,
     breaks: Iterable[int] = (),
     segmentation: Segmentation | None = None,
     counter: TokenCounter | None = None,
@@ -255,7 +256,7 @@ def build_chunks(
     warnings: list[str] = []
     if seg.truncated_chars:
         warnings.append(f"document truncated: the last {seg.truncated_chars} characters were not chunked")
-    if len(groups) > max_chunks:
+    if max_chunks is not None and len(groups) > max_chunks:
         warnings.append(f"document truncated: kept the first {max_chunks} of {len(groups)} chunks (max_chunks_per_doc)")
         groups = groups[:max_chunks]
     texts = [doc.text[units[0].start : units[-1].end] for _, units in groups]

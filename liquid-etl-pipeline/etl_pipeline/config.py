@@ -1,15 +1,22 @@
 """``EtlConfig``: every knob of one ETL run, validated, with a fingerprint for incremental runs.
 
 Two runs with the same fingerprint produce the same records for an unchanged document, so a
-re-run may reuse that document's finished shard. Knobs that only change *how fast* a run goes
-(concurrency, documents in flight, progress display) are left out of the fingerprint.
+re-run may reuse that document's finished shard. The fingerprint (``fingerprint_settings``)
+covers every setting that changes a record: the chunking and stage knobs, the full model spec of
+every profile stage after per-stage overrides, the dtype and device kind each model resolves to
+(``LIQUID_DTYPE``/``LIQUID_DEVICE``), the embedding model, the prompt version and a hash of the
+source of every module that shapes a record (chunker, prompts, output schemas, TMD table,
+assembly). Knobs that only change *how fast* a run goes (concurrency, documents in flight, the
+chunk window, progress display) or what it may overwrite (``force``) are left out.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -33,7 +40,28 @@ LLM_STAGES: tuple[str, ...] = ("metadata", "classify", "taxonomy", "facts", "sum
 """Every per-chunk LLM stage, in the order the naive baseline runs them."""
 
 PROMPT_VERSION = 4
-"""Bump when a prompt or an output schema changes: it invalidates finished shards."""
+"""Bump when a prompt or an output schema changes: it invalidates finished shards (the code hash
+below also catches an edit to those modules)."""
+
+RECORD_SHAPING_MODULES: tuple[str, ...] = (
+    "etl_pipeline/assemble.py",
+    "etl_pipeline/chunking.py",
+    "etl_pipeline/dedup.py",
+    "etl_pipeline/fallbacks.py",
+    "etl_pipeline/formats.py",
+    "etl_pipeline/grounding.py",
+    "etl_pipeline/llm_stages.py",
+    "etl_pipeline/loaders.py",
+    "etl_pipeline/sentences.py",
+    "etl_pipeline/stage_outputs.py",
+    "etl_pipeline/text_decoding.py",
+    "etl_pipeline/tmd.py",
+    "etl_pipeline/token_counter.py",
+)
+"""Source files whose text is hashed into the fingerprint (paths under the package's parent)."""
+
+PROFILE_STAGES_USED: tuple[str, ...] = ("chunking", "metadata", "summary", "qa", "validation")
+"""Profile stages the ETL draws models from (``llm_stages.PROFILE_STAGE`` maps ETL stages onto them)."""
 
 
 class EtlConfig(BaseModel):
@@ -56,8 +84,8 @@ class EtlConfig(BaseModel):
     # chunking
     max_chunk_tokens: int = Field(160, ge=16, le=2048, description="Token budget of one chunk.")
     min_chunk_tokens: int = Field(24, ge=0, description="A section tail shorter than this joins its neighbour.")
-    max_chunks_per_doc: int = Field(
-        48, ge=1, description="Cap per document; a longer one is truncated and the truncation recorded."
+    max_chunks_per_doc: int | None = Field(
+        None, ge=1, description="Cap per document (None = the whole document); a longer one is truncated and the truncation recorded."
     )
     max_file_mb: float = Field(64.0, gt=0, description="Files larger than this are refused with an error.")
     llm_boundaries: bool = Field(False, description="Let the chunking model propose section boundaries.")
@@ -83,6 +111,18 @@ class EtlConfig(BaseModel):
         0.0, ge=0, description="Sampling temperature; 0 = greedy (default: faithful extraction, reproducible runs); None = the model's default."
     )
     jsonl_text_field: str = Field("text", description="Field of a .jsonl record that holds its text.")
+    jsonl_id_field: str = Field(
+        "id", description="Field of a .jsonl record that names it; a record without one is named by its content hash."
+    )
+    stage_models: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per profile stage ('metadata', 'summary', 'qa', 'validation', 'chunking'), a model id "
+        "replacing the profile's; the rest of the stage's spec is kept.",
+    )
+    chunk_window: int = Field(
+        32, ge=1, description="Chunks of one document whose LLM stages are in flight at once (bounds memory on long documents)."
+    )
+    force: bool = Field(False, description="Reuse an output folder that was made for another input folder.")
 
     @field_validator("input_dir", "output_dir")
     @classmethod
@@ -98,6 +138,14 @@ class EtlConfig(BaseModel):
         if "judge" in value and "qa" not in value:
             raise ValueError("stage 'judge' needs stage 'qa' (it judges the generated QA pairs)")
         return tuple(s for s in LLM_STAGES if s in value)
+
+    @field_validator("stage_models")
+    @classmethod
+    def _known_profile_stages(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(PROFILE_STAGES_USED))
+        if unknown:
+            raise ValueError(f"stage_models: unknown profile stage(s) {unknown}; choose from {list(PROFILE_STAGES_USED)}")
+        return value
 
     @field_validator("categories")
     @classmethod
@@ -117,22 +165,80 @@ class EtlConfig(BaseModel):
     def effective_docs_in_flight(self) -> int:
         return self.docs_in_flight or self.concurrency
 
+    def stage_specs(self) -> dict[str, Any]:
+        """The ``ModelSpec`` of every profile stage the ETL uses, per-stage overrides applied."""
+        from liquid_shared.models import get_profile
+
+        profile = get_profile(self.profile)
+        specs = {}
+        for stage in PROFILE_STAGES_USED:
+            spec = profile.spec_for(stage)
+            if stage in self.stage_models:
+                spec = spec.model_copy(update={"model": self.stage_models[stage]})
+            specs[stage] = spec
+        return specs
+
+    def fingerprint_settings(self) -> dict[str, Any]:
+        """Every setting that changes a document's records (what ``fingerprint`` hashes)."""
+        from liquid_shared.config import get_settings
+
+        settings = get_settings()
+        return _fingerprint_settings(self.model_dump_json(exclude=_SPEED_ONLY), settings.dtype, settings.device)
+
     def fingerprint(self) -> str:
-        """Hash of every setting that changes a document's records."""
-        keys = {
-            "profile": self.profile,
-            "max_chunk_tokens": self.max_chunk_tokens,
-            "min_chunk_tokens": self.min_chunk_tokens,
-            "max_chunks_per_doc": self.max_chunks_per_doc,
-            "llm_boundaries": self.llm_boundaries,
-            "stages": list(self.stages),
-            "categories": list(self.categories),
-            "qa_per_chunk": self.qa_per_chunk,
-            "judge_threshold": self.effective_judge_threshold,
-            "grounding_threshold": self.grounding_threshold,
-            "dedup_threshold": self.dedup_threshold,
-            "temperature": self.temperature,
-            "jsonl_text_field": self.jsonl_text_field,
-            "prompt_version": PROMPT_VERSION,
-        }
-        return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
+        """Hash of ``fingerprint_settings``: equal fingerprints, equal records."""
+        return hashlib.sha256(json.dumps(self.fingerprint_settings(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+_SPEED_ONLY = {"input_dir", "output_dir", "concurrency", "docs_in_flight", "limit", "dry_run", "chunk_window", "force"}
+
+
+@lru_cache(maxsize=64)
+def _fingerprint_settings(config_json: str, dtype: str | None, device: str | None) -> dict[str, Any]:
+    from liquid_shared.embeddings import DEFAULT_EMBEDDING_MODEL
+    from liquid_shared.models.loading import placement_for
+
+    cfg = EtlConfig.model_validate_json(config_json)
+    models = {}
+    for stage, spec in cfg.stage_specs().items():
+        try:
+            placement = placement_for(spec)
+            resolved = {"dtype": str(placement.dtype).removeprefix("torch."), "device_type": placement.device.type}
+        except Exception as exc:  # an unusable device is reported when the model loads; keep the request
+            resolved = {"dtype": spec.dtype or dtype, "device_type": spec.device or device, "error": type(exc).__name__}
+        models[stage] = {"spec": spec.model_dump(mode="json"), **resolved}
+    knobs = json.loads(config_json)
+    knobs["judge_threshold"] = cfg.effective_judge_threshold
+    knobs.pop("stage_models", None)  # folded into models
+    return {
+        **knobs,
+        "models": models,
+        "embedding_model": DEFAULT_EMBEDDING_MODEL,
+        "prompt_version": PROMPT_VERSION,
+        "code_version": code_version(),
+    }
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """Hash of the source of every module that shapes a record (``RECORD_SHAPING_MODULES``)."""
+    root = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    for rel in RECORD_SHAPING_MODULES:
+        digest.update(rel.encode())
+        digest.update((root / rel).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def changed_settings(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Names of the settings that differ (``models.<stage>.<field>`` inside model specs)."""
+    out: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(f"{key}.{sub}" for sub in changed_settings(a, b))
+        else:
+            out.append(key)
+    return out

@@ -1,18 +1,22 @@
 """The per-document Pydantic Graph.
 
 ```
-load ──► (Document?) ──► chunk ──► map over chunks ──► describe  ─┐
-   │                                        ├─────► classify  ─┤
-   │                                        ├─────► place     ─┤ (taxonomy)
-   │                                        ├─────► extract   ─┤ (facts)
-   │                                        ├─────► summarise ─┤
-   │                                        └─────► ask ──► judge ─┤
-   │                                                           collect (join)
-   │                                                               │
-   └─(LoadFailure)──► record_failure ──► end      finalize ◄──────┘ ──► end
+load ──► (Document?) ──► chunk ──► next_window ──(window)──► map over its chunks ──► describe  ─┐
+   │                                  ▲    │                          ├─────► classify  ─┤
+   │                                  │    │                          ├─────► place     ─┤ (taxonomy)
+   │                                  │    │                          ├─────► extract   ─┤ (facts)
+   │                                  │    │                          ├─────► summarise ─┤
+   │                                  │    │                          └─────► ask ──► judge ─┤
+   │                                  │    │                                          collect (join)
+   │                                  └────┼──────────── window_done ◄─────────────────────┘
+   │                                       └─(all windows done)──► finalize ──► end
+   └─(LoadFailure)──► record_failure ──► end
 ```
 
-Every chunk's stages run as parallel branches, every document is its own graph run, and the
+A document's chunks go through the stages in windows of ``chunk_window`` chunks: the next
+window is mapped once the previous one has joined, so however long the document (a whole book),
+at most ``chunk_window`` chunks have LLM work and graph tasks in flight. Inside a window every
+chunk's stages run as parallel branches, every document is its own graph run, and the
 runner keeps several documents in flight: the model sees requests from all of them at once,
 at most ``concurrency`` per stage (see ``llm_stages``). Steps never raise for bad input or a bad model
 output: those become fallbacks or per-item errors in the document's stats. ``finalize`` embeds,
@@ -75,6 +79,17 @@ class DocState:
     stats: DocStats = field(default_factory=DocStats)
     started: float = field(default_factory=time.perf_counter)
     pending: dict[str, int] = field(default_factory=dict)
+    windowed: int = 0
+    """Chunks handed to the stages so far (the next window starts here)."""
+    outputs: list[StageOutput] = field(default_factory=list)
+    """Stage outputs of the windows done so far."""
+    most_in_flight: int = 0
+    """Most chunks of this document in the stages at once (at most ``chunk_window``)."""
+
+
+@dataclass(frozen=True)
+class WindowsDone:
+    """Every window of the document has been through the stages."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +115,8 @@ class DocOutcome:
     n_qa: int = 0
     n_valid: int = 0
     error: str | None = None
+    most_in_flight: int = 0
+    """Most chunks of the document in the stages at once (the window bound)."""
 
 
 Ctx = StepContext[DocState, PipelineDeps, Any]
@@ -135,7 +152,7 @@ def build_document_graph():
         return doc
 
     @g.step
-    async def chunk(ctx: StepContext[DocState, PipelineDeps, Document]) -> list[Chunk]:
+    async def chunk(ctx: StepContext[DocState, PipelineDeps, Document]) -> int:
         cfg, doc = ctx.deps.config, ctx.inputs
         seg = await asyncio.to_thread(
             segment_document, doc.text, max_tokens=cfg.max_chunk_tokens, max_chunks=cfg.max_chunks_per_doc, counter=ctx.deps.counter
@@ -156,7 +173,22 @@ def build_document_graph():
         ctx.state.warnings.extend(result.warnings)
         ctx.state.pending = {c.chunk_id: len(_BRANCHES) for c in result.chunks}
         ctx.deps.events.chunks_found(ctx.state.item, len(result.chunks))
-        return result.chunks
+        return len(result.chunks)
+
+    @g.step
+    async def next_window(ctx: StepContext[DocState, PipelineDeps, Any]) -> list[Chunk] | WindowsDone:
+        state = ctx.state
+        if state.windowed >= len(state.chunks):
+            return WindowsDone()
+        window = state.chunks[state.windowed : state.windowed + ctx.deps.config.chunk_window]
+        state.windowed += len(window)
+        state.most_in_flight = max(state.most_in_flight, len(window))
+        return window
+
+    @g.step
+    async def window_done(ctx: StepContext[DocState, PipelineDeps, list[StageOutput]]) -> int:
+        ctx.state.outputs.extend(ctx.inputs)
+        return ctx.state.windowed
 
     @g.step
     async def describe(ctx: StepContext[DocState, PipelineDeps, Chunk]) -> StageOutput:
@@ -202,8 +234,8 @@ def build_document_graph():
     collect = g.join(reduce_list_append, initial_factory=list, node_id="collect")
 
     @g.step
-    async def finalize(ctx: StepContext[DocState, PipelineDeps, list[StageOutput]]) -> DocOutcome:
-        return await finalize_document(ctx.state, ctx.deps, ctx.inputs)
+    async def finalize(ctx: StepContext[DocState, PipelineDeps, WindowsDone]) -> DocOutcome:
+        return await finalize_document(ctx.state, ctx.deps, ctx.state.outputs)
 
     @g.step
     async def record_failure(ctx: StepContext[DocState, PipelineDeps, LoadFailure]) -> DocOutcome:
@@ -216,10 +248,16 @@ def build_document_graph():
             .branch(g.match(Document).to(chunk))
             .branch(g.match(LoadFailure).to(record_failure))
         ),
-        g.edge_from(chunk).map(downstream_join_id="collect").to(describe, classify, place, extract, summarise, ask),
+        g.edge_from(chunk).to(next_window),
+        g.edge_from(next_window).to(
+            g.decision(node_id="more windows?")
+            .branch(g.match(list).map(downstream_join_id="collect").to(describe, classify, place, extract, summarise, ask))
+            .branch(g.match(WindowsDone).to(finalize))
+        ),
         g.edge_from(ask).to(judge),
         g.edge_from(describe, classify, place, extract, summarise, judge).to(collect),
-        g.edge_from(collect).to(finalize),
+        g.edge_from(collect).to(window_done),
+        g.edge_from(window_done).to(next_window),
         g.edge_from(finalize, record_failure).to(g.end_node),
     )
     return g.build()
@@ -287,6 +325,7 @@ async def finalize_document(state: DocState, deps: PipelineDeps, outputs: list[S
         content_hash=doc.content_hash,
         status="done",
         fingerprint=cfg.fingerprint(),
+        settings=cfg.fingerprint_settings(),
         title=doc.title,
         mime=doc.mime,
         warnings=state.warnings,
@@ -308,7 +347,9 @@ async def finalize_document(state: DocState, deps: PipelineDeps, outputs: list[S
         {"embeddings": chunk_vecs},
         {"taxonomy": records.taxonomy},
     )
-    return DocOutcome(doc.doc_id, doc.source, "done", len(records.chunks), len(records.qa_pairs), n_valid)
+    return DocOutcome(
+        doc.doc_id, doc.source, "done", len(records.chunks), len(records.qa_pairs), n_valid, most_in_flight=state.most_in_flight
+    )
 
 
 async def write_failure(state: DocState, deps: PipelineDeps, reason: str) -> DocOutcome:
@@ -320,6 +361,7 @@ async def write_failure(state: DocState, deps: PipelineDeps, reason: str) -> Doc
         content_hash=item.raw_hash,
         status="failed",
         fingerprint=deps.config.fingerprint(),
+        settings=deps.config.fingerprint_settings(),
         error=reason,
         warnings=state.warnings,
         stats=state.stats.to_json(),

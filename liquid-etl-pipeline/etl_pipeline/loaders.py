@@ -1,18 +1,30 @@
 """Find documents in a folder and load each one into a ``Document``.
 
 Discovery is cheap and never fails on a bad file: it only lists sources and hashes their raw
-bytes (a ``.jsonl`` file yields one source per non-empty line). Loading parses one source and
-raises ``LoadError`` naming the source and what is wrong, so one bad file costs only itself.
+bytes (a ``.jsonl`` file is read once and yields one source per non-empty line, with the line's
+byte offset, so loading a record seeks to it). Loading parses one source and raises
+``LoadError`` naming the source and what is wrong, so one bad file costs only itself.
 
-Ids: ``content_hash`` is the sha256 of the raw bytes; ``doc_id`` hashes the source path (relative
-to the input folder) with it, so an edited file gets a new id and an unchanged one keeps its id.
+Ids: ``content_hash`` is the sha256 of the raw bytes; ``doc_id`` hashes the source name with it,
+so an edited file gets a new id and an unchanged one keeps its id. A ``.jsonl`` record is named
+``<file>#<id>`` after its own id field, else ``<file>#sha-<12 hex>`` after its content, never
+after its line number: inserting a line re-does only that record.
+
+Symlink policy (each skip or refusal is listed in ``Discovery.skipped`` and in report.json):
+
+* a link whose target lies outside the input folder is *refused* (an error: the run is partial);
+* a broken link or a link loop is *refused* likewise;
+* a link to a file or folder inside the input folder is *skipped*: its target is read under its
+  own name, so following it would only ingest the same text twice;
+* hidden names (``.git``, editor files) and non-regular files (FIFOs, devices) are skipped.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from etl_pipeline.formats import (
@@ -48,6 +60,9 @@ class SourceItem:
     raw_hash: str
     size: int
     record_line: int | None = None
+    """Line number of a ``.jsonl`` record (for ordering and messages, not part of its name)."""
+    offset: int | None = None
+    """Byte offset of a ``.jsonl`` record's line in its file."""
 
     @property
     def doc_id(self) -> str:
@@ -66,8 +81,30 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def discover_sources(input_dir: Path, *, limit: int | None = None) -> list[SourceItem]:
-    """All supported sources under ``input_dir``, sorted by source name (the processing order).
+@dataclass(frozen=True)
+class SkippedSource:
+    """A name found in the input folder that is not processed, and why."""
+
+    source: str
+    reason: str
+    refused: bool
+    """True when the input is at fault (a link out of the folder, a broken link or a loop): the run is partial."""
+
+
+@dataclass
+class Discovery:
+    items: list[SourceItem] = field(default_factory=list)
+    skipped: list[SkippedSource] = field(default_factory=list)
+
+
+def discover_sources(input_dir: Path, *, limit: int | None = None, jsonl_id_field: str = "id") -> list[SourceItem]:
+    """All supported sources under ``input_dir``, sorted by source name (the processing order)."""
+    items = discover(input_dir, jsonl_id_field=jsonl_id_field).items
+    return items[:limit] if limit else items
+
+
+def discover(input_dir: Path, *, jsonl_id_field: str = "id") -> Discovery:
+    """Every supported source under ``input_dir`` and every name skipped (see the symlink policy).
 
     Raises ``FileNotFoundError``/``NotADirectoryError`` for a missing or non-folder input.
     Unreadable files still appear (their load fails with a clear error).
@@ -77,47 +114,121 @@ def discover_sources(input_dir: Path, *, limit: int | None = None) -> list[Sourc
         raise FileNotFoundError(f"input folder {input_dir} does not exist")
     if not input_dir.is_dir():
         raise NotADirectoryError(f"input {input_dir} is not a folder")
-    items: list[SourceItem] = []
-    for path in sorted(p for p in input_dir.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES):
-        rel = path.relative_to(input_dir).as_posix()
-        if any(part.startswith(".") for part in Path(rel).parts):
+    root = input_dir.resolve()
+    found = Discovery()
+    _scan(root, "", found, jsonl_id_field)
+    found.items.sort(key=lambda it: (it.source.split("#")[0], it.record_line or 0))
+    found.skipped.sort(key=lambda sk: sk.source)
+    return found
+
+
+def _scan(root: Path, rel_dir: str, found: Discovery, jsonl_id_field: str) -> None:
+    folder = root / rel_dir if rel_dir else root
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as exc:
+        found.skipped.append(SkippedSource(rel_dir or ".", f"cannot list folder: {exc.strerror or exc}", refused=True))
+        return
+    for entry in entries:
+        rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+        if entry.name.startswith("."):
             continue  # hidden files and folders (editor swap files, .git)
+        path = Path(entry.path)
+        if entry.is_symlink():
+            _symlink(root, rel, path, found)
+            continue
         try:
-            size = path.stat().st_size
-            if path.suffix.lower() == ".jsonl":
-                items.extend(_jsonl_sources(path, rel))
-                continue
-            raw_hash = _file_sha256(path)
+            is_dir = entry.is_dir(follow_symlinks=False)
+            is_file = entry.is_file(follow_symlinks=False)
         except OSError:
-            size, raw_hash = 0, "unreadable"
-        items.append(SourceItem(source=rel, path=path, raw_hash=raw_hash, size=size))
-    items.sort(key=lambda it: (it.source.split("#")[0], it.record_line or 0))
-    return items[:limit] if limit else items
+            is_dir = is_file = False
+        if is_dir:
+            _scan(root, rel, found, jsonl_id_field)
+        elif path.suffix.lower() not in SUPPORTED_SUFFIXES:
+            continue
+        elif not is_file:
+            found.skipped.append(SkippedSource(rel, "not a regular file (FIFO, socket or device)", refused=False))
+        else:
+            _add_file(path, rel, found, jsonl_id_field)
 
 
-def _jsonl_sources(path: Path, rel: str) -> list[SourceItem]:
+def _symlink(root: Path, rel: str, path: Path, found: Discovery) -> None:
+    try:
+        target = path.resolve(strict=True)
+    except RuntimeError:  # Python < 3.13 reports a loop this way
+        found.skipped.append(SkippedSource(rel, "symlink loop (the link resolves to itself)", refused=True))
+        return
+    except OSError as exc:
+        what = "symlink loop" if getattr(exc, "errno", None) == 40 else "broken symlink"
+        found.skipped.append(SkippedSource(rel, f"{what} ({os.readlink(path)!r})", refused=True))
+        return
+    if not target.is_relative_to(root):
+        found.skipped.append(SkippedSource(rel, f"symlink to {target}, outside the input folder: refused", refused=True))
+        return
+    inside = target.relative_to(root).as_posix() or "."
+    if (root / rel).parent.resolve().is_relative_to(target):
+        found.skipped.append(SkippedSource(rel, f"symlink loop: points at its own ancestor folder {inside!r}", refused=True))
+        return
+    if target.is_dir() or target.suffix.lower() in SUPPORTED_SUFFIXES:
+        found.skipped.append(
+            SkippedSource(rel, f"symlink to {inside!r} inside the input folder: skipped, the target is read under its own name", refused=False)
+        )
+
+
+def _add_file(path: Path, rel: str, found: Discovery, jsonl_id_field: str) -> None:
+    try:
+        size = path.stat().st_size
+        if path.suffix.lower() == ".jsonl":
+            found.items.extend(_jsonl_sources(path, rel, jsonl_id_field))
+            return
+        raw_hash = _file_sha256(path)
+    except OSError:
+        size, raw_hash = 0, "unreadable"
+    found.items.append(SourceItem(source=rel, path=path, raw_hash=raw_hash, size=size))
+
+
+def _record_name(line: bytes, id_field: str, digest: str) -> str:
+    """A record's own id (string or integer) if it has one, else its content hash."""
+    try:
+        record = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        record = None
+    value = record.get(id_field) if isinstance(record, dict) else None
+    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
+        return f"sha-{digest[:12]}"
+    return " ".join(str(value).split())[:120]
+
+
+def _jsonl_sources(path: Path, rel: str, id_field: str) -> list[SourceItem]:
+    """One pass over the file: each non-empty line's offset, hash and name."""
     out: list[SourceItem] = []
+    names: dict[str, int] = {}
+    offset = 0
     with path.open("rb") as fh:
         for lineno, line in enumerate(fh, 1):
-            if line.strip():
-                out.append(
-                    SourceItem(
-                        source=f"{rel}#{lineno}",
-                        path=path,
-                        raw_hash=hashlib.sha256(line).hexdigest(),
-                        size=len(line),
-                        record_line=lineno,
-                    )
+            start, offset = offset, offset + len(line)
+            if not line.strip():
+                continue
+            digest = hashlib.sha256(line).hexdigest()
+            name = _record_name(line, id_field, digest)
+            names[name] = names.get(name, 0) + 1
+            if names[name] > 1:  # a repeated id or an identical line: still its own record
+                name = f"{name}~{names[name]}"
+            out.append(
+                SourceItem(
+                    source=f"{rel}#{name}", path=path, raw_hash=digest, size=len(line), record_line=lineno, offset=start
                 )
+            )
     return out
 
 
-def _read_jsonl_line(path: Path, lineno: int) -> bytes:
-    with path.open("rb") as fh:
-        for n, line in enumerate(fh, 1):
-            if n == lineno:
-                return line
-    raise EOFError(f"line {lineno} no longer exists")
+def _read_jsonl_record(item: SourceItem) -> bytes:
+    with item.path.open("rb") as fh:
+        fh.seek(item.offset or 0)
+        line = fh.read(item.size)
+    if hashlib.sha256(line).hexdigest() != item.raw_hash:
+        raise EOFError(f"the file changed since it was listed (line {item.record_line} is not the same record)")
+    return line
 
 
 def load_document(item: SourceItem, *, max_bytes: int, jsonl_text_field: str = "text") -> Document:
@@ -125,7 +236,7 @@ def load_document(item: SourceItem, *, max_bytes: int, jsonl_text_field: str = "
     if item.size > max_bytes:
         raise LoadError(item.source, f"file is {item.size / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB limit")
     try:
-        raw = _read_jsonl_line(item.path, item.record_line) if item.record_line else item.path.read_bytes()
+        raw = _read_jsonl_record(item) if item.offset is not None else item.path.read_bytes()
     except (OSError, EOFError) as exc:
         raise LoadError(item.source, f"cannot read: {exc}") from None
     if not raw.strip():
@@ -154,7 +265,8 @@ def load_document(item: SourceItem, *, max_bytes: int, jsonl_text_field: str = "
             title = markdown_title(text) if suffix != ".txt" else _first_line_title(text)
             mime = TEXT_SUFFIXES[suffix]
     except (DecodeError, PdfError, ValueError) as exc:
-        raise LoadError(item.source, str(exc)) from None
+        where = f"line {item.record_line}: " if item.record_line else ""
+        raise LoadError(item.source, f"{where}{exc}") from None
     if not text.strip():
         raise LoadError(item.source, "no text after extraction")
     if warnings:

@@ -2,7 +2,8 @@
 
 Documents are taken in the order of their sources (sorted), records inside a document in chunk
 order, so merging the same shards always writes the same bytes; merging again after a crash is
-harmless (every file is replaced atomically, ``report.json`` last).
+harmless (every file is replaced atomically, ``report.json`` last). This module writes the data
+files; ``faiss_index`` writes the index and ``run_report`` builds ``report.json``.
 
 Run folder layout::
 
@@ -25,22 +26,20 @@ Run folder layout::
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-import time
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from etl_pipeline.assemble import merge_taxonomies
-from etl_pipeline.chunking import boundary_report
 from etl_pipeline.config import EtlConfig
+from etl_pipeline.faiss_index import index_rows, write_faiss_index
 from etl_pipeline.llm_stages import DocStats, StageStats
 from etl_pipeline.loaders import SourceItem
-from etl_pipeline.shards import ShardRecord, ShardStore
+from etl_pipeline.run_report import build_report
+from etl_pipeline.shards import ShardDamaged, ShardRecord, ShardStore
+from liquid_shared.atomic import write_json_atomic
 from liquid_shared.schemas import (
     Chunk,
     ChunkMetadata,
@@ -51,44 +50,84 @@ from liquid_shared.schemas import (
     write_jsonl,
 )
 
-EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+@dataclass
+class MergedRun:
+    """Every record of the run's done documents, in merge order, and the per-document accounting."""
+
+    chunks: list[Chunk] = field(default_factory=list)
+    metadata: list[ChunkMetadata] = field(default_factory=list)
+    summaries: list[Summary] = field(default_factory=list)
+    qa_pairs: list[QAPair] = field(default_factory=list)
+    validations: list[ValidationResult] = field(default_factory=list)
+    samples: list[FineTuneSample] = field(default_factory=list)
+    vectors: list[np.ndarray] = field(default_factory=list)
+    trees: list[dict[str, Any]] = field(default_factory=list)
+    manifest: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    stage_totals: dict[str, StageStats] = field(default_factory=dict)
+    doc_counts: dict[str, int] = field(default_factory=dict)
+    qa_generated: int = 0
+    qa_duplicates_removed: int = 0
+    damaged: list[dict[str, Any]] = field(default_factory=list)
 
 
-def write_json_atomic(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, ensure_ascii=False, sort_keys=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _missing(merged: MergedRun, item: SourceItem, reason: str) -> None:
+    merged.doc_counts["missing"] += 1
+    merged.manifest.append({"doc_id": item.doc_id, "source": item.source, "content_hash": item.raw_hash, "status": "missing"})
+    merged.errors.append({"doc_id": item.doc_id, "source": item.source, "stage": "run", "error": reason})
 
 
-def write_faiss_index(folder: Path, vectors: np.ndarray, ids: list[str], rows: list[dict[str, Any]], dim: int) -> None:
-    import faiss
-
-    folder.mkdir(parents=True, exist_ok=True)
-    index = faiss.IndexFlatIP(dim)
-    if len(vectors):
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".chunks.faiss.", suffix=".tmp")
-    os.close(fd)
-    try:
-        faiss.write_index(index, tmp)
-        os.replace(tmp, folder / "chunks.faiss")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    write_jsonl(folder / "metadata.jsonl", rows)
-    write_json_atomic(
-        folder / "id_map.json",
-        {"ids": ids, "model": EMBEDDING_MODEL, "dim": dim, "metric": "inner product of unit vectors (cosine)"},
-    )
+def collect_shards(selected: Sequence[SourceItem], store: ShardStore) -> MergedRun:
+    """Read the shards of ``selected`` in order; a shard found damaged here is moved aside."""
+    merged = MergedRun(doc_counts={"selected": len(selected), "done": 0, "failed": 0, "missing": 0})
+    for item in selected:
+        try:
+            record: ShardRecord | None = store.check_record(item.doc_id)
+            doc = store.load_done(record) if record is not None and record.status == "done" else None
+        except ShardDamaged as exc:  # damaged after the runner's check: the next run re-does it
+            merged.damaged.append(store.quarantine(item.doc_id, item.source, exc.reason))
+            _missing(merged, item, f"its shard was damaged ({exc.reason}); moved aside, re-done next run")
+            continue
+        if record is None:
+            _missing(merged, item, "not processed (run interrupted?)")
+            continue
+        stats = DocStats.from_json(record.stats)
+        for name, st in stats.stages.items():
+            merged.stage_totals.setdefault(name, StageStats()).add(st)
+        for err in stats.errors:
+            merged.errors.append({"doc_id": record.doc_id, "source": record.source, **err})
+        merged.warnings.extend({"doc_id": record.doc_id, "source": record.source, "warning": w} for w in record.warnings)
+        merged.manifest.append(
+            {
+                "doc_id": record.doc_id,
+                "source": record.source,
+                "content_hash": record.content_hash,
+                "status": record.status,
+                "title": record.title,
+                "mime": record.mime,
+                "fingerprint": record.fingerprint,
+                "counts": record.counts,
+                "error": record.error,
+            }
+        )
+        if record.status != "done":
+            merged.doc_counts["failed"] += 1
+            continue
+        merged.doc_counts["done"] += 1
+        assert doc is not None
+        merged.chunks.extend(doc.chunks)
+        merged.metadata.extend(doc.metadata)
+        merged.summaries.extend(doc.summaries)
+        merged.qa_pairs.extend(doc.qa_pairs)
+        merged.validations.extend(doc.validations)
+        merged.samples.extend(doc.samples)
+        merged.vectors.append(doc.embeddings)
+        merged.trees.append(doc.taxonomy or {"name": "", "importance": "low", "count": 0, "children": {}})
+        merged.qa_generated += record.counts.get("qa_generated", 0)
+        merged.qa_duplicates_removed += record.counts.get("qa_duplicates", 0)
+    return merged
 
 
 def merge_run(
@@ -100,136 +139,32 @@ def merge_run(
     started_at: float,
     memory: dict[str, Any],
     dim: int,
+    run_notes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write every top-level file of the run folder; returns the report (also in report.json)."""
+    """Write every top-level file of the run folder; returns the report (also in report.json).
+
+    ``run_notes`` (from the runner: skipped sources, repaired shards, what setting changed) go
+    into the report as they are; its ``errors`` also count towards a partial status.
+    """
     out = config.output_dir
-    chunks: list[Chunk] = []
-    metadata: list[ChunkMetadata] = []
-    summaries: list[Summary] = []
-    qa_pairs: list[QAPair] = []
-    validations: list[ValidationResult] = []
-    samples: list[FineTuneSample] = []
-    vectors: list[np.ndarray] = []
-    trees: list[dict[str, Any]] = []
-    manifest: list[dict[str, Any]] = []
-    errors: list[dict[str, Any]] = []
-    warnings: list[dict[str, Any]] = []
-    stage_totals: dict[str, StageStats] = {}
-    doc_counts = {"selected": len(selected), "done": 0, "failed": 0, "missing": 0}
-    extra_counts = {"qa_generated": 0, "qa_duplicates_removed": 0}
-
-    for item in selected:
-        record: ShardRecord | None = store.read_record(item.doc_id)
-        if record is None:
-            doc_counts["missing"] += 1
-            manifest.append({"doc_id": item.doc_id, "source": item.source, "content_hash": item.raw_hash, "status": "missing"})
-            errors.append({"doc_id": item.doc_id, "source": item.source, "stage": "run", "error": "not processed (run interrupted?)"})
-            continue
-        stats = DocStats.from_json(record.stats)
-        for name, st in stats.stages.items():
-            stage_totals.setdefault(name, StageStats()).add(st)
-        for err in stats.errors:
-            errors.append({"doc_id": record.doc_id, "source": record.source, **err})
-        warnings.extend({"doc_id": record.doc_id, "source": record.source, "warning": w} for w in record.warnings)
-        entry = {
-            "doc_id": record.doc_id,
-            "source": record.source,
-            "content_hash": record.content_hash,
-            "status": record.status,
-            "title": record.title,
-            "mime": record.mime,
-            "fingerprint": record.fingerprint,
-            "counts": record.counts,
-            "error": record.error,
-        }
-        manifest.append(entry)
-        if record.status != "done":
-            doc_counts["failed"] += 1
-            continue
-        doc_counts["done"] += 1
-        doc_chunks = list(store.read(record.doc_id, "chunks", Chunk))
-        chunks.extend(doc_chunks)
-        metadata.extend(store.read(record.doc_id, "metadata", ChunkMetadata))
-        summaries.extend(store.read(record.doc_id, "summaries", Summary))
-        qa_pairs.extend(store.read(record.doc_id, "qa_pairs", QAPair))
-        validations.extend(store.read(record.doc_id, "validation", ValidationResult))
-        samples.extend(store.read(record.doc_id, "ft", FineTuneSample))
-        emb = store.read_array(record.doc_id, "embeddings")
-        if emb is None or len(emb) != len(doc_chunks):
-            raise RuntimeError(f"shard {record.doc_id} ({record.source}) is damaged: embeddings do not match its chunks")
-        vectors.append(emb)
-        trees.append(store.read_json(record.doc_id, "taxonomy") or {"name": "", "importance": "low", "count": 0, "children": {}})
-        extra_counts["qa_generated"] += record.counts.get("qa_generated", 0)
-        extra_counts["qa_duplicates_removed"] += record.counts.get("qa_duplicates", 0)
-
-    write_jsonl(out / "chunks.jsonl", chunks)
-    write_jsonl(out / "metadata.jsonl", metadata)
-    write_jsonl(out / "summaries.jsonl", summaries)
-    write_jsonl(out / "qa_pairs.jsonl", qa_pairs)
-    write_jsonl(out / "validation.jsonl", validations)
-    write_jsonl(out / "ft" / "samples.jsonl", samples)
-    write_jsonl(out / "ft" / "train.jsonl", [s.to_chat_json() for s in samples])
-    write_jsonl(out / "ft" / "train_alpaca.jsonl", [s.to_alpaca_json() for s in samples])
-    matrix = np.concatenate(vectors) if vectors else np.zeros((0, dim), dtype=np.float32)
-    category = {m.chunk_id: m.category for m in metadata}
-    rows = [
-        {
-            "row": i,
-            "chunk_id": c.chunk_id,
-            "doc_id": c.doc_id,
-            "source": c.metadata.get("source"),
-            "position": c.position,
-            "section_path": c.section_path,
-            "tmd": c.metadata.get("tmd"),
-            "category": category.get(c.chunk_id),
-        }
-        for i, c in enumerate(chunks)
-    ]
-    write_faiss_index(out / "index", matrix, [c.chunk_id for c in chunks], rows, dim)
-    write_json_atomic(out / "taxonomy.json", merge_taxonomies(trees))
+    m = collect_shards(selected, store)
+    write_jsonl(out / "chunks.jsonl", m.chunks)
+    write_jsonl(out / "metadata.jsonl", m.metadata)
+    write_jsonl(out / "summaries.jsonl", m.summaries)
+    write_jsonl(out / "qa_pairs.jsonl", m.qa_pairs)
+    write_jsonl(out / "validation.jsonl", m.validations)
+    write_jsonl(out / "ft" / "samples.jsonl", m.samples)
+    write_jsonl(out / "ft" / "train.jsonl", [s.to_chat_json() for s in m.samples])
+    write_jsonl(out / "ft" / "train_alpaca.jsonl", [s.to_alpaca_json() for s in m.samples])
+    matrix = np.concatenate(m.vectors) if m.vectors else np.zeros((0, dim), dtype=np.float32)
+    write_faiss_index(out / "index", matrix, [c.chunk_id for c in m.chunks], index_rows(m.chunks, m.metadata), dim)
+    write_json_atomic(out / "taxonomy.json", merge_taxonomies(m.trees))
     write_json_atomic(
         out / "manifest.json",
-        {"fingerprint": config.fingerprint(), "input_dir": str(config.input_dir), "documents": manifest},
+        {"fingerprint": config.fingerprint(), "input_dir": str(config.input_dir), "documents": m.manifest},
     )
-
-    valid = sum(1 for v in validations if v.valid)
-    counts = {
-        "documents_selected": doc_counts["selected"],
-        "documents_done": doc_counts["done"],
-        "documents_failed": doc_counts["failed"],
-        "chunks": len(chunks),
-        "metadata": len(metadata),
-        "summaries": len(summaries),
-        "qa_generated": extra_counts["qa_generated"],
-        "qa_duplicates_removed": extra_counts["qa_duplicates_removed"],
-        "qa_pairs": len(qa_pairs),
-        "qa_valid": valid,
-        "qa_invalid": len(validations) - valid,
-        "ft_samples": len(samples),
-        "index_vectors": int(matrix.shape[0]),
-    }
-    stages = {name: vars(st) for name, st in sorted(stage_totals.items())}
-    report = {
-        "run": {
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started_at)),
-            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "wall_seconds": round(time.time() - started_at, 3),
-            "status": "partial" if doc_counts["failed"] or doc_counts["missing"] else "ok",
-            "fingerprint": config.fingerprint(),
-            "config": config.model_dump(mode="json"),
-        },
-        "documents": doc_counts,
-        "counts": counts,
-        "stages": stages,
-        "tokens": {
-            "input": sum(st.input_tokens for st in stage_totals.values()),
-            "output": sum(st.output_tokens for st in stage_totals.values()),
-        },
-        "this_run": this_run,
-        "memory": memory,
-        "chunk_boundaries": boundary_report(chunks, max_tokens=config.max_chunk_tokens),
-        "errors": errors,
-        "warnings": warnings,
-    }
+    report = build_report(
+        config, m, n_vectors=int(matrix.shape[0]), this_run=this_run, started_at=started_at, memory=memory, run_notes=run_notes
+    )
     write_json_atomic(out / "report.json", report)
     return report

@@ -79,6 +79,19 @@ def summary_table(report: dict[str, Any]) -> Table:
             str(st["calls"]),
             f"{st['llm']} llm, {st['fallback']} fallback, {st['failed']} failed, {st['output_tokens']} tokens out",
         )
+    cap = report["run"]["config"].get("max_chunks_per_doc")
+    truncated = [w for w in report.get("warnings", []) if "document truncated" in w.get("warning", "")]
+    if cap is not None or truncated:
+        detail = f"max_chunks_per_doc={cap}" if cap is not None else "see warnings"
+        table.add_row("[yellow]truncated", str(len(truncated)), f"documents cut short ({detail})")
+    changed = report.get("settings_changed")
+    if changed:
+        table.add_row("[yellow]redone", str(changed["documents"]), "settings changed: " + ", ".join(changed["settings"])[:100])
+    for rep in report.get("repaired_shards", []):
+        table.add_row("[yellow]repaired", "shard", f"{rep['source']}: {rep['reason']} (moved to {rep['moved_to']})"[:120])
+    skipped = report.get("skipped_sources", [])
+    if skipped:
+        table.add_row("skipped", str(len(skipped)), "; ".join(f"{s['source']}: {s['reason']}" for s in skipped)[:120])
     table.add_row("throughput", f"{run['chunks_per_minute']:.1f}", "chunks/min this run")
     table.add_row("peak memory", f"{report['memory']['peak_rss_bytes'] / 2**20:.0f} MiB", "")
     for err in report["errors"][:8]:

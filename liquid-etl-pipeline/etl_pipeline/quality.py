@@ -23,8 +23,8 @@ import numpy as np
 import typer
 
 from etl_pipeline.chunking import boundary_report
-from etl_pipeline.merge import write_json_atomic
 from etl_pipeline.tmd import tmd_distribution
+from liquid_shared.atomic import write_json_atomic
 from liquid_shared.schemas import Chunk, read_jsonl
 
 

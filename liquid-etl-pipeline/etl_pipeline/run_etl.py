@@ -49,7 +49,20 @@ def main(
     limit: Annotated[int | None, typer.Option(help="Process only the first N documents (sorted by path).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Load and chunk only: no model, nothing written.")] = False,
     max_chunk_tokens: Annotated[int, typer.Option(help="Token budget of a chunk (embedder word pieces).")] = 160,
-    max_chunks_per_doc: Annotated[int, typer.Option(help="Longer documents are truncated (and reported).")] = 48,
+    max_chunks_per_doc: Annotated[
+        int | None, typer.Option(help="Cap on chunks per document (default: none, the whole document); a longer one is truncated and the summary says so.")
+    ] = None,
+    chunk_window: Annotated[
+        int, typer.Option(help="Chunks of one document in the LLM stages at once (bounds memory on a long document).")
+    ] = 32,
+    max_file_mb: Annotated[float, typer.Option(help="Files larger than this are refused with an error.")] = 64.0,
+    stage_model: Annotated[
+        list[str] | None,
+        typer.Option(help="Per-stage model override STAGE=MODEL (profile stages: chunking, metadata, summary, qa, validation); repeatable."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Reuse an output folder made for another input folder (its documents are replaced).")
+    ] = False,
     qa_per_chunk: Annotated[int, typer.Option(help="Most QA pairs generated per chunk (1-4).")] = 2,
     stages: Annotated[
         str | None, typer.Option(help=f"Comma-separated LLM stages to run (default all: {','.join(LLM_STAGES)}); others use fallbacks.")
@@ -77,6 +90,9 @@ def main(
         "dry_run": dry_run,
         "max_chunk_tokens": max_chunk_tokens,
         "max_chunks_per_doc": max_chunks_per_doc,
+        "chunk_window": chunk_window,
+        "max_file_mb": max_file_mb,
+        "force": force,
         "qa_per_chunk": qa_per_chunk,
         "llm_boundaries": llm_boundaries,
         "temperature": temperature,
@@ -88,6 +104,7 @@ def main(
     if categories is not None:
         fields["categories"] = _split(categories)
     try:
+        fields["stage_models"] = _stage_models(stage_model or [])
         config = EtlConfig(**fields)
     except ValueError as exc:
         console.print(f"[red]invalid options:[/red] {exc}")
@@ -95,6 +112,16 @@ def main(
     if dry_run:
         raise typer.Exit(_dry_run(config, console))
     raise typer.Exit(_run(config, console, quiet=quiet, track=not no_track))
+
+
+def _stage_models(values: list[str]) -> dict[str, str]:
+    out = {}
+    for value in values:
+        stage, sep, model = value.partition("=")
+        if not sep or not stage.strip() or not model.strip():
+            raise ValueError(f"--stage-model {value!r}: expected STAGE=MODEL, e.g. qa=LiquidAI/LFM2-1.2B")
+        out[stage.strip()] = model.strip()
+    return out
 
 
 def _run(config: EtlConfig, console: Console, *, quiet: bool, track: bool) -> int:
@@ -110,6 +137,12 @@ def _run(config: EtlConfig, console: Console, *, quiet: bool, track: bool) -> in
     if result.exit_code == 1:
         console.print(f"[red]fatal:[/red] {result.message}")
         return 1
+    changed = result.report.get("settings_changed")
+    if changed:
+        console.print(
+            f"[yellow]{changed['documents']} document(s) done again because these settings changed:[/yellow] "
+            + ", ".join(changed["settings"])
+        )
     Console().print(summary_table(result.report))
     console.print(f"outputs in {result.output_dir} — status {result.status}")
     return result.exit_code

@@ -8,6 +8,12 @@ under the same settings fingerprint is skipped; a changed file has a new ``doc_i
 processed again, and shards of documents no longer in the input are removed. The top-level
 files are then rebuilt from the shards (``merge``), so a run killed at any point and started
 again ends with exactly the records of an uninterrupted run: none lost, none duplicated.
+
+Before any work: the run folder's lock is taken (a second run on it stops with a message), the
+folder is checked to belong to this input folder (``run_folder``), and every shard that would
+be reused is read back whole; a damaged one is moved to ``quarantine/`` and its document done
+again. A document re-done because a setting changed is counted per setting, so the report (and
+the CLI) can say *which* setting changed.
 """
 
 from __future__ import annotations
@@ -17,11 +23,12 @@ import logging
 import resource
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from etl_pipeline.config import EtlConfig
+from etl_pipeline.config import EtlConfig, changed_settings
 from etl_pipeline.graph import (
     DocOutcome,
     DocState,
@@ -31,12 +38,14 @@ from etl_pipeline.graph import (
     write_failure,
 )
 from etl_pipeline.llm_stages import PROFILE_STAGE, ChunkStages, ModelProvider, registry_models
-from etl_pipeline.loaders import SUPPORTED_SUFFIXES, SourceItem, discover_sources
-from etl_pipeline.merge import merge_run, write_json_atomic
+from etl_pipeline.loaders import SUPPORTED_SUFFIXES, Discovery, SourceItem, discover
+from etl_pipeline.merge import merge_run
 from etl_pipeline.quality import check_run
-from etl_pipeline.shards import ShardStore
+from etl_pipeline.run_folder import RunFolderError, check_input_folder, hold_output_lock
+from etl_pipeline.shards import ShardDamaged, ShardStore
 from etl_pipeline.tmd import TmdAssigner
 from etl_pipeline.token_counter import default_token_counter
+from liquid_shared.atomic import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +79,62 @@ def peak_rss_bytes() -> int:
 
 def select_sources(config: EtlConfig) -> tuple[list[SourceItem], list[SourceItem]]:
     """``(all discovered, selected)``; raises ``FatalError`` for a bad or empty input folder."""
+    found = discover_input(config)
+    return found.items, found.items[: config.limit] if config.limit else found.items
+
+
+def discover_input(config: EtlConfig) -> Discovery:
+    """Everything found in the input folder; ``FatalError`` for a bad folder or no documents."""
     try:
-        every = discover_sources(config.input_dir)
+        found = discover(config.input_dir, jsonl_id_field=config.jsonl_id_field)
     except (FileNotFoundError, NotADirectoryError) as exc:
         raise FatalError(str(exc)) from None
-    if not every:
+    if not found.items:
+        skipped = f"; skipped: {', '.join(f'{s.source} ({s.reason})' for s in found.skipped[:5])}" if found.skipped else ""
         raise FatalError(
-            f"no documents found in {config.input_dir} (looked for {', '.join(SUPPORTED_SUFFIXES)} files, recursively)"
+            f"no documents found in {config.input_dir} (looked for {', '.join(SUPPORTED_SUFFIXES)} files, recursively){skipped}"
         )
-    return every, every[: config.limit] if config.limit else every
+    return found
+
+
+@dataclass
+class WorkPlan:
+    """What a run does: the documents to process, and why the others are skipped or redone."""
+
+    todo: list[SourceItem] = field(default_factory=list)
+    skipped: int = 0
+    repaired: list[dict[str, Any]] = field(default_factory=list)
+    changed: Counter[str] = field(default_factory=Counter)
+    redone_for_settings: int = 0
+
+    def settings_note(self) -> dict[str, Any] | None:
+        if not self.redone_for_settings:
+            return None
+        return {"documents": self.redone_for_settings, "settings": dict(sorted(self.changed.items()))}
+
+
+def plan_work(config: EtlConfig, selected: list[SourceItem], store: ShardStore) -> WorkPlan:
+    """Skip documents whose shard is done, intact and made under the same settings; redo the rest."""
+    plan = WorkPlan()
+    fingerprint = config.fingerprint()
+    settings = config.fingerprint_settings()
+    for item in selected:
+        try:
+            record = store.check_record(item.doc_id)
+            if record is not None and record.status == "done" and record.fingerprint == fingerprint:
+                store.load_done(record)
+                plan.skipped += 1
+                continue
+        except ShardDamaged as exc:
+            log.warning("shard of %s is damaged (%s): moved aside, the document is done again", item.source, exc.reason)
+            plan.repaired.append(store.quarantine(item.doc_id, item.source, exc.reason))
+            record = None
+        if record is not None and record.fingerprint != fingerprint:
+            plan.redone_for_settings += 1
+            names = changed_settings(record.settings, settings) if record.settings else ["settings of an older ETL version"]
+            plan.changed.update(names or ["fingerprint"])
+        plan.todo.append(item)
+    return plan
 
 
 def _make_encoder():
@@ -106,27 +162,39 @@ async def run_async(
     ``model_provider`` replaces the registry's models (tests pass a ``FunctionModel``);
     ``on_documents(total, skipped)`` is called once the work list is known.
     """
+    try:
+        with hold_output_lock(config.output_dir):
+            return await _run_locked(config, model_provider=model_provider, events=events, on_documents=on_documents)
+    except RunFolderError as exc:
+        raise FatalError(str(exc)) from None
+
+
+async def _run_locked(
+    config: EtlConfig, *, model_provider: ModelProvider | None, events: Events | None, on_documents: Any
+) -> RunResult:
     started_wall = time.time()
     t0 = time.perf_counter()
-    every, selected = select_sources(config)
+    found = discover_input(config)
+    every = found.items
+    selected = every[: config.limit] if config.limit else every
+    replaced_input = check_input_folder(config.output_dir, config.input_dir, force=config.force)
     store = ShardStore(config.output_dir)
     store.remove_temporaries()
     store.prune({it.doc_id for it in every})
-    fingerprint = config.fingerprint()
-    todo: list[SourceItem] = []
-    skipped = 0
-    for item in selected:
-        record = store.read_record(item.doc_id)
-        if record is not None and record.status == "done" and record.fingerprint == fingerprint:
-            skipped += 1
-        else:
-            todo.append(item)
+    plan = plan_work(config, selected, store)
+    todo, skipped = plan.todo, plan.skipped
+    if plan.redone_for_settings:
+        log.warning(
+            "%d document(s) are done again because settings changed: %s",
+            plan.redone_for_settings,
+            ", ".join(sorted(plan.changed)),
+        )
     if on_documents is not None:
         on_documents(len(selected), skipped)
 
     events = events or Events()
     embedder, encode = _make_encoder()
-    provider = model_provider or registry_models(config.profile)
+    provider = model_provider or _registry_provider(config)
     stages = ChunkStages(config, provider, concurrency=config.concurrency, encode=encode, on_call=events.llm_call)
     deps = PipelineDeps(
         config=config,
@@ -176,6 +244,7 @@ async def run_async(
         "chunks_processed": sum(o.n_chunks for o in outcomes),
         "documents_done": sum(1 for o in outcomes if o.status == "done"),
         "documents_failed": sum(1 for o in outcomes if o.status == "failed"),
+        "most_chunks_in_flight_per_document": max((o.most_in_flight for o in outcomes), default=0),
     }
     minutes = processing_seconds / 60 if processing_seconds > 0 else float("nan")
     this_run["chunks_per_minute"] = round(this_run["chunks_processed"] / minutes, 2) if todo else 0.0
@@ -189,6 +258,7 @@ async def run_async(
         started_at=started_wall,
         memory=_memory_report(config, model_provider is None),
         dim=int(embedder.dim),
+        run_notes=_run_notes(found, plan, replaced_input),
     )
     try:
         quality = await asyncio.to_thread(check_run, config.output_dir, max_tokens=config.max_chunk_tokens)
@@ -200,9 +270,38 @@ async def run_async(
     except Exception as exc:  # the checks are advisory: a failure is reported, not fatal
         report["quality"] = {"error": f"{type(exc).__name__}: {exc}"}
     write_json_atomic(config.output_dir / "report.json", report)
-    failed = report["documents"]["failed"] + report["documents"]["missing"]
+    failed = report["documents"]["failed"] + report["documents"]["missing"] + report["documents"]["refused"]
     exit_code = EXIT_PARTIAL if failed else EXIT_OK
     return RunResult(exit_code=exit_code, output_dir=config.output_dir, report=report, outcomes=outcomes)
+
+
+def _run_notes(found: Discovery, plan: WorkPlan, replaced_input: str | None) -> dict[str, Any]:
+    notes: dict[str, Any] = {
+        "skipped_sources": [{"source": s.source, "reason": s.reason, "refused": s.refused} for s in found.skipped],
+        "errors": [{"doc_id": None, "source": s.source, "stage": "discover", "error": s.reason} for s in found.skipped if s.refused],
+        "repaired_shards": plan.repaired,
+        "settings_changed": plan.settings_note(),
+    }
+    if replaced_input is not None:
+        notes["replaced_input_dir"] = replaced_input
+    return notes
+
+
+def _registry_provider(config: EtlConfig) -> ModelProvider:
+    """The registry's model for each profile stage, with the run's per-stage overrides applied."""
+    if not config.stage_models:
+        return registry_models(config.profile)
+    from liquid_shared.models.pydantic_model import LiquidModel
+
+    specs = config.stage_specs()
+    cache: dict[str, Any] = {}
+
+    def provide(stage: str):
+        if stage not in cache:
+            cache[stage] = LiquidModel(specs[stage])
+        return cache[stage]
+
+    return provide
 
 
 def _fatal_model_error(exc: BaseException) -> bool:
@@ -218,17 +317,17 @@ def _memory_report(config: EtlConfig, uses_registry: bool) -> dict[str, Any]:
     out: dict[str, Any] = {"peak_rss_bytes": peak_rss_bytes()}
     if not uses_registry:
         return out
-    from liquid_shared.models import get_profile, get_registry
+    from liquid_shared.models import get_registry
 
     registry = get_registry()
-    profile = get_profile(config.profile)
+    specs = config.stage_specs()
     weights: dict[str, int] = {}
     for spec in registry.loaded_specs():
         weights[spec.model] = int(registry.get(spec).weight_bytes)
     per_stage = {}
     for stage, profile_stage in PROFILE_STAGE.items():
         if stage in config.stages or (stage == "boundaries" and config.llm_boundaries):
-            per_stage[stage] = profile.spec_for(profile_stage).model
+            per_stage[stage] = specs[profile_stage].model
     out.update(
         {
             "model_loads": {spec.model: n for spec, n in registry.load_counts.items()},
@@ -251,14 +350,15 @@ def run(
 ) -> RunResult:
     """Run the ETL synchronously; never raises for bad input (see ``RunResult.exit_code``)."""
     try:
-        result = asyncio.run(
-            run_async(config, model_provider=model_provider, events=events, on_documents=on_documents)
-        )
-    except FatalError as exc:
+        with hold_output_lock(config.output_dir):
+            result = asyncio.run(
+                run_async(config, model_provider=model_provider, events=events, on_documents=on_documents)
+            )
+            if track:
+                result.report["mlflow"] = log_to_mlflow(config, result)
+                write_json_atomic(config.output_dir / "report.json", result.report)
+    except (FatalError, RunFolderError) as exc:
         return RunResult(exit_code=EXIT_FATAL, output_dir=config.output_dir, message=str(exc))
-    if track:
-        result.report["mlflow"] = log_to_mlflow(config, result)
-        write_json_atomic(config.output_dir / "report.json", result.report)
     return result
 
 

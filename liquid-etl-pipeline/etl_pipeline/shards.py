@@ -5,6 +5,11 @@ A document's records are written into ``<out>/docs/.tmp-<doc_id>-<pid>/`` (every
 ``rename``. A document is *done* exactly when its shard folder exists under its final name, so
 a run killed at any instant leaves each document either fully done or not done at all; leftover
 temporary folders are deleted at the next start.
+
+A shard that is there but damaged (a truncated file, a line that does not parse, embeddings
+that do not match its chunks; disk trouble or a hand edit) raises ``ShardDamaged`` when it is
+loaded; the runner then moves it aside into ``<out>/quarantine/`` with the reason and does the
+document again, and ``report.json`` lists it under ``repaired_shards``.
 """
 
 from __future__ import annotations
@@ -12,14 +17,25 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from liquid_shared.schemas import read_jsonl
+from liquid_shared.atomic import atomic_dir, fsync_dir
+from liquid_shared.schemas import (
+    Chunk,
+    ChunkMetadata,
+    FineTuneSample,
+    QAPair,
+    Summary,
+    ValidationResult,
+    read_jsonl,
+)
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -37,6 +53,8 @@ class ShardRecord(BaseModel):
     content_hash: str
     status: Literal["done", "failed"]
     fingerprint: str
+    settings: dict[str, Any] = Field(default_factory=dict)
+    """The settings the fingerprint hashes (so a later run can say which one changed)."""
     title: str = ""
     mime: str = ""
     error: str | None = None
@@ -44,6 +62,29 @@ class ShardRecord(BaseModel):
     counts: dict[str, int] = Field(default_factory=dict)
     stats: dict[str, Any] = Field(default_factory=dict)
     seconds: float = 0.0
+
+
+class ShardDamaged(ValueError):
+    """A shard folder exists but cannot be read back whole; ``reason`` says what is wrong."""
+
+    def __init__(self, doc_id: str, reason: str):
+        super().__init__(f"shard {doc_id}: {reason}")
+        self.doc_id = doc_id
+        self.reason = reason
+
+
+@dataclass
+class DoneShard:
+    """Every record of a done document, read back and checked."""
+
+    chunks: list[Chunk]
+    metadata: list[ChunkMetadata]
+    summaries: list[Summary]
+    qa_pairs: list[QAPair]
+    validations: list[ValidationResult]
+    samples: list[FineTuneSample]
+    embeddings: np.ndarray
+    taxonomy: dict[str, Any] | None
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -83,31 +124,82 @@ class ShardStore:
         extra_json: dict[str, Any] | None = None,
     ) -> Path:
         """Write a shard atomically (replacing an older shard of the same document)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".tmp-{record.doc_id}-{os.getpid()}"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-        for name in SHARD_FILES:
-            _write_file(tmp / f"{name}.jsonl", _jsonl_bytes((records or {}).get(name, [])))
-        for name, array in (arrays or {}).items():
-            with (tmp / f"{name}.npy").open("wb") as fh:
-                np.save(fh, np.ascontiguousarray(array, dtype=np.float32))
-                fh.flush()
-                os.fsync(fh.fileno())
-        for name, obj in (extra_json or {}).items():
-            _write_file(tmp / f"{name}.json", json.dumps(obj, ensure_ascii=False, sort_keys=True).encode("utf-8"))
-        _write_file(tmp / "record.json", record.model_dump_json(indent=1).encode("utf-8"))
-        final = self.path(record.doc_id)
-        if final.exists():
-            old = self.root / f".old-{record.doc_id}-{os.getpid()}"
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-        _fsync_dir(self.root)
-        return final
+        with atomic_dir(self.path(record.doc_id), prefix=f".tmp-{record.doc_id}-{os.getpid()}") as tmp:
+            for name in SHARD_FILES:
+                _write_file(tmp / f"{name}.jsonl", _jsonl_bytes((records or {}).get(name, [])))
+            for name, array in (arrays or {}).items():
+                with (tmp / f"{name}.npy").open("wb") as fh:
+                    np.save(fh, np.ascontiguousarray(array, dtype=np.float32))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            for name, obj in (extra_json or {}).items():
+                _write_file(tmp / f"{name}.json", json.dumps(obj, ensure_ascii=False, sort_keys=True).encode("utf-8"))
+            _write_file(tmp / "record.json", record.model_dump_json(indent=1).encode("utf-8"))
+        return self.path(record.doc_id)
+
+    def check_record(self, doc_id: str) -> ShardRecord | None:
+        """The record of a shard folder, ``None`` when there is none; ``ShardDamaged`` when it does not parse."""
+        folder = self.path(doc_id)
+        if not folder.exists():
+            return None
+        path = folder / "record.json"
+        if not path.is_file():
+            raise ShardDamaged(doc_id, "record.json is missing")
+        try:
+            record = ShardRecord.model_validate_json(path.read_bytes())
+        except (ValueError, OSError) as exc:
+            raise ShardDamaged(doc_id, f"record.json does not parse ({_short(exc)})") from None
+        if record.doc_id != doc_id:
+            raise ShardDamaged(doc_id, f"record.json names another document ({record.doc_id})")
+        return record
+
+    def load_done(self, record: ShardRecord) -> DoneShard:
+        """Read every file of a done shard and check they agree; ``ShardDamaged`` if not."""
+        doc_id = record.doc_id
+        folder = self.path(doc_id)
+
+        def part(file: str, read):
+            try:
+                return read()
+            except FileNotFoundError:
+                raise ShardDamaged(doc_id, f"{file} is missing") from None
+            except (ValueError, OSError, EOFError) as exc:
+                raise ShardDamaged(doc_id, f"{file} is damaged: {_short(exc).replace(str(folder) + '/', '')}") from None
+
+        shard = DoneShard(
+            chunks=part("chunks.jsonl", lambda: list(self._read_strict(doc_id, "chunks", Chunk))),
+            metadata=part("metadata.jsonl", lambda: list(self._read_strict(doc_id, "metadata", ChunkMetadata))),
+            summaries=part("summaries.jsonl", lambda: list(self._read_strict(doc_id, "summaries", Summary))),
+            qa_pairs=part("qa_pairs.jsonl", lambda: list(self._read_strict(doc_id, "qa_pairs", QAPair))),
+            validations=part("validation.jsonl", lambda: list(self._read_strict(doc_id, "validation", ValidationResult))),
+            samples=part("ft.jsonl", lambda: list(self._read_strict(doc_id, "ft", FineTuneSample))),
+            embeddings=part("embeddings.npy", lambda: np.load(folder / "embeddings.npy", allow_pickle=False)),
+            taxonomy=part("taxonomy.json", lambda: self.read_json(doc_id, "taxonomy")),
+        )
+        n = len(shard.chunks)
+        if n != record.counts.get("chunks", n):
+            raise ShardDamaged(doc_id, f"chunks.jsonl has {n} records, record.json says {record.counts['chunks']}")
+        if shard.embeddings.ndim != 2 or len(shard.embeddings) != n:
+            raise ShardDamaged(doc_id, f"embeddings.npy has shape {shard.embeddings.shape}, expected {n} rows")
+        for name, rows in (("metadata", shard.metadata), ("summaries", shard.summaries)):
+            if len(rows) != n:
+                raise ShardDamaged(doc_id, f"{name}.jsonl has {len(rows)} records for {n} chunks")
+        if len(shard.validations) != len(shard.qa_pairs):
+            raise ShardDamaged(doc_id, f"validation.jsonl has {len(shard.validations)} records for {len(shard.qa_pairs)} QA pairs")
+        return shard
+
+    def quarantine(self, doc_id: str, source: str, reason: str) -> dict[str, Any]:
+        """Move a damaged shard to ``<out>/quarantine/`` (kept for inspection); returns the report entry."""
+        qdir = self.root.parent / "quarantine"
+        qdir.mkdir(parents=True, exist_ok=True)
+        target = qdir / f"{doc_id}-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+        os.replace(self.path(doc_id), target)
+        (target / "REASON.txt").write_text(f"{source}: {reason}\n", encoding="utf-8")
+        fsync_dir(self.root)
+        return {"doc_id": doc_id, "source": source, "reason": reason, "moved_to": str(target.relative_to(self.root.parent))}
+
+    def _read_strict(self, doc_id: str, name: str, model: type[R]) -> Iterator[R]:
+        return read_jsonl(self.path(doc_id) / f"{name}.jsonl", model)
 
     def read(self, doc_id: str, name: str, model: type[R]) -> Iterator[R]:
         path = self.path(doc_id) / f"{name}.jsonl"
@@ -125,7 +217,7 @@ class ShardStore:
         """Delete folders left by a killed run; returns how many."""
         if not self.root.is_dir():
             return 0
-        leftovers = [p for p in self.root.iterdir() if p.name.startswith((".tmp-", ".old-"))]
+        leftovers = [p for p in self.root.iterdir() if p.name.startswith(".tmp-")]
         for p in leftovers:
             shutil.rmtree(p, ignore_errors=True)
         return len(leftovers)
@@ -133,7 +225,7 @@ class ShardStore:
     def doc_ids(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if not p.name.startswith(".") and (p / "record.json").is_file())
+        return sorted(p.name for p in self.root.iterdir() if not p.name.startswith(".") and p.is_dir())
 
     def prune(self, keep: set[str]) -> list[str]:
         """Remove shards of documents no longer in the input (edited or deleted files)."""
@@ -143,12 +235,7 @@ class ShardStore:
         return removed
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:300]}"

@@ -15,11 +15,10 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
+from liquid_shared.atomic import atomic_dir
 from liquid_shared.config import get_settings
 
 log = logging.getLogger(__name__)
@@ -82,15 +81,8 @@ def ensure_smollm2(cache_dir: Path | None = None) -> Path:
         del model.config.quantization_config
     model.is_quantized = False
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".convert-"))
-    try:
+    with atomic_dir(target, prefix=f".convert-{os.getpid()}") as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     log.info("converted in %.1f s", time.perf_counter() - t0)
     return target

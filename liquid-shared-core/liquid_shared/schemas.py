@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from liquid_shared.atomic import atomic_file
 
 SCHEMA_VERSION = 1
 
@@ -146,23 +146,15 @@ R = TypeVar("R", bound=BaseModel)
 
 
 def write_jsonl(path: str | Path, records: Iterable[BaseModel | dict[str, Any]]) -> int:
-    """Write records atomically (temp file in the same folder, then ``os.replace``). Returns the count."""
+    """Write records atomically (``liquid_shared.atomic``). Returns the count."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     n = 0
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for rec in records:
-                line = rec.model_dump_json() if isinstance(rec, BaseModel) else json.dumps(rec, ensure_ascii=False)
-                fh.write(line + "\n")
-                n += 1
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "w") as fh:
+        for rec in records:
+            line = rec.model_dump_json() if isinstance(rec, BaseModel) else json.dumps(rec, ensure_ascii=False)
+            fh.write(line + "\n")
+            n += 1
     return n
 
 

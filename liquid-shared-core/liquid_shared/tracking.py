@@ -46,7 +46,6 @@ import platform
 import re
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -57,6 +56,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from liquid_shared.atomic import write_json_atomic
 from liquid_shared.config import get_settings
 
 log = logging.getLogger(__name__)
@@ -133,14 +133,7 @@ def _json_default(obj: Any) -> Any:
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, ensure_ascii=False, default=_json_default)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json_atomic(path, obj, default=_json_default)
 
 
 def mlflow_key(name: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -69,10 +70,12 @@ def test_jsonl_records_are_separate_documents_with_their_own_errors(tmp_path: Pa
     ]
     (tmp_path / "r.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     items = discover_sources(tmp_path)
-    assert [it.source for it in items] == ["r.jsonl#1", "r.jsonl#3", "r.jsonl#4"]
+    # named after the record's own id, or (no id) its content hash; never its line number
+    bad = hashlib.sha256(b"{not json\n").hexdigest()[:12]
+    assert [it.source for it in items] == ["r.jsonl#a", f"r.jsonl#sha-{bad}", "r.jsonl#c"]
     doc = load_document(items[0], max_bytes=MB)
     assert (doc.title, doc.text, doc.metadata["id"]) == ("A", "Alpha text.", "a")
-    with pytest.raises(LoadError, match=r"r.jsonl#3: not a valid JSON record"):
+    with pytest.raises(LoadError, match=r"r.jsonl#sha-[0-9a-f]{12}: line 3: not a valid JSON record"):
         load_document(items[1], max_bytes=MB)
     with pytest.raises(LoadError, match=r"no string field 'text'"):
         load_document(items[2], max_bytes=MB)
