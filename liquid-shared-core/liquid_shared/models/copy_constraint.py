@@ -159,6 +159,19 @@ def _span_grammar(passage: str) -> xgr.Grammar:
     return xgr.Grammar.from_ebnf(span_ebnf(passage))
 
 
+@lru_cache(maxsize=256)
+def _span_list_grammar(passage: str, low: int, high: int) -> xgr.Grammar:
+    """A JSON array of ``low``..``high`` spans of ``passage``."""
+    rules = span_ebnf(passage).replace("root ::=", "item ::=")
+    if high == 0:
+        body = '"[]"'
+    elif low == 0:
+        body = f'"[" (item ("," item){{0,{high - 1}}})? "]"'
+    else:
+        body = f'"[" item ("," item){{{low - 1},{high - 1}}} "]"'
+    return xgr.Grammar.from_ebnf(rules + "\nroot ::= " + body)
+
+
 def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
     ref = schema.get("$ref")
     if isinstance(ref, str) and ref.startswith("#/$defs/"):
@@ -207,7 +220,10 @@ def grammar_for_schema(schema: dict[str, Any], root: dict[str, Any] | None = Non
     if schema.get("type") == "array":
         low = int(schema.get("minItems", 0))
         high = int(schema.get("maxItems", max(low, 8)))
-        return _repeat(grammar_for_schema(schema.get("items", {}), root), low, high)
+        items = _resolve(schema.get("items", {}), root)
+        if COPY_KEY in items:  # one copy of the span rules, repeated by the grammar
+            return _span_list_grammar(items[COPY_KEY], low, high)
+        return _repeat(grammar_for_schema(items, root), low, high)
     props = schema.get("properties")
     if props:
         parts: list[xgr.Grammar] = []
