@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from etl_pipeline.dedup import near_duplicate_mask
+from etl_pipeline.extractive import ExtractiveItem
 from etl_pipeline.grounding import grounding_score, well_formed
 from etl_pipeline.stage_outputs import (
     FactsOut,
@@ -83,6 +84,12 @@ def validate_pair(
     grounded = g >= grounding_threshold
     if not grounded:
         reasons.append(f"answer not grounded in the chunk ({g:.2f} < {grounding_threshold:.2f} of its words)")
+    if isinstance(item, ExtractiveItem):
+        disagreement = item.roundtrip_reason()
+        if disagreement:
+            reasons.append(disagreement)
+        if item.answer.lower() in item.question.lower():
+            reasons.append("question gives its answer away")
     judge_score = None
     if judge is not None:
         judge_score = judge_score_of(judge)

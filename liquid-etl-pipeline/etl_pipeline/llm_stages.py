@@ -30,6 +30,7 @@ from pydantic_ai import Agent
 from pydantic_ai.models import Model
 
 from etl_pipeline.config import EtlConfig
+from etl_pipeline.extractive import ExtractiveItem, choose_candidates, roundtrip_item
 from etl_pipeline.fallbacks import (
     facts_fallback,
     metadata_fallback,
@@ -42,11 +43,14 @@ from etl_pipeline.stage_outputs import (
     JudgeOut,
     MetadataOut,
     QAItem,
+    QuestionOut,
     SummaryOut,
     TaxonomyOut,
     classification_output_type,
+    grounded_metadata_type,
     qa_output_type,
 )
+from liquid_shared.models import span_model
 from liquid_shared.schemas import Chunk
 
 T = TypeVar("T")
@@ -58,6 +62,8 @@ PROFILE_STAGE = {
     "facts": "metadata",
     "summary": "summary",
     "qa": "qa",
+    "question": "qa",
+    "reader": "validation",
     "judge": "validation",
     "boundaries": "chunking",
 }
@@ -70,6 +76,8 @@ STAGE_MAX_TOKENS = {
     "facts": 160,
     "summary": 128,
     "qa": 256,
+    "question": 48,
+    "reader": 32,
     "judge": 32,
     "boundaries": 64,
 }
@@ -90,6 +98,11 @@ INSTRUCTIONS = {
         "Write questions that the passage answers. Each answer is a few words copied from the passage. "
         'Example: {"pairs": [{"question": "What do bees make from nectar?", "answer": "honey", "kind": "factual"}]}'
     ),
+    "question": (
+        "Write one question about the passage whose answer is the given answer. The question must not contain the answer. "
+        'Example: passage "Bees make honey from nectar.", answer "honey" -> {"question": "What do bees make from nectar?"}'
+    ),
+    "reader": "Answer the question with the shortest span copied word for word from the passage.",
     "judge": "Is the answer to the question stated in the passage?",
     "boundaries": "The sentences of a text are numbered. Give the numbers of the sentences where a new topic starts.",
 }
@@ -212,6 +225,8 @@ class ChunkStages:
             "facts": FactsOut,
             "summary": SummaryOut,
             "qa": qa_output_type(config.qa_per_chunk),
+            "question": QuestionOut,
+            "reader": QuestionOut,  # replaced per request by the chunk's span model (copy constraint)
             "judge": JudgeOut,
             "boundaries": BoundaryOut,
         }
@@ -226,14 +241,17 @@ class ChunkStages:
                 retries={"output": 0},  # greedy decoding would repeat the same answer: fall back at once
             )
 
-    async def _call(self, stage: str, prompt: str, stats: DocStats, chunk_id: str | None) -> Any | None:
-        """One agent run; ``None`` (and a recorded error) when it fails for any non-fatal reason."""
+    async def _call(self, stage: str, prompt: str, stats: DocStats, chunk_id: str | None,
+                    output_type: type[BaseModel] | None = None) -> Any | None:
+        """One agent run; ``None`` (and a recorded error) when it fails for any non-fatal reason.
+        ``output_type`` replaces the stage's for this request (the copy-constrained types)."""
         s = stats.stage(stage)
         s.calls += 1
         start = time.perf_counter()
+        extra = {"output_type": output_type} if output_type is not None else {}
         try:
             async with self._semaphores[stage]:
-                result = await self.agents[stage].run(prompt, model_settings=self.model_settings[stage])
+                result = await self.agents[stage].run(prompt, model_settings=self.model_settings[stage], **extra)
         except Exception as exc:
             if _is_fatal(exc):
                 raise
@@ -249,17 +267,20 @@ class ChunkStages:
         self._on_call(stage, usage.output_tokens or 0)
         return result.output
 
-    async def _with_fallback(self, stage: str, chunk: Chunk, stats: DocStats, fallback: Callable[[], T]) -> tuple[T, str]:
+    async def _with_fallback(self, stage: str, chunk: Chunk, stats: DocStats, fallback: Callable[[], T],
+                             output_type: type[BaseModel] | None = None) -> tuple[T, str]:
         value = None
         if stage in self.config.stages:
-            value = await self._call(stage, _passage(chunk), stats, chunk.chunk_id)
+            value = await self._call(stage, _passage(chunk), stats, chunk.chunk_id, output_type)
         if value is None:
             stats.stage(stage).fallback += 1
             return fallback(), "fallback"
         return value, "llm"
 
     async def metadata(self, chunk: Chunk, stats: DocStats) -> tuple[MetadataOut, str]:
-        return await self._with_fallback("metadata", chunk, stats, lambda: metadata_fallback(chunk))
+        # keywords and entities are decoded under the copy constraint: they occur in the chunk
+        return await self._with_fallback("metadata", chunk, stats, lambda: metadata_fallback(chunk),
+                                         grounded_metadata_type(chunk.text))
 
     async def taxonomy(self, chunk: Chunk, stats: DocStats) -> tuple[TaxonomyOut, str]:
         return await self._with_fallback("taxonomy", chunk, stats, lambda: taxonomy_fallback(chunk))
@@ -290,14 +311,33 @@ class ChunkStages:
         """Generated QA items (empty, with a recorded error, when generation fails)."""
         if "qa" not in self.config.stages:
             return []
+        if self.config.qa_mode == "extractive":
+            return await self.extractive_qa(chunk, stats)
         out = await self._call("qa", _passage(chunk), stats, chunk.chunk_id)
         if out is None:
             return []
         return list(out.pairs)[: self.config.qa_per_chunk]
 
+    async def extractive_qa(self, chunk: Chunk, stats: DocStats) -> list[QAItem]:
+        """Answer-first QA with a roundtrip check (``extractive``): every candidate span gets a
+        question, and a reader's answer under the copy constraint; the verdict is on the item."""
+        candidates = choose_candidates(chunk.text, self.config.qa_per_chunk)
+
+        async def one(candidate) -> ExtractiveItem | None:
+            asked = await self._call("question", f"{_passage(chunk)}\n\nAnswer: {candidate.text}", stats, chunk.chunk_id)
+            if asked is None:
+                return None
+            read = await self._call("reader", f"{_passage(chunk)}\n\nQuestion: {asked.question}", stats,
+                                    chunk.chunk_id, span_model(chunk.text))
+            return roundtrip_item(asked.question, candidate, read.answer if read is not None else None,
+                                  self.config.roundtrip_threshold)
+
+        items = await asyncio.gather(*(one(c) for c in candidates))
+        return [item for item in items if item is not None]
+
     async def judge(self, chunk: Chunk, item: QAItem, stats: DocStats) -> JudgeOut | None:
-        if "judge" not in self.config.stages:
-            return None
+        if "judge" not in self.config.stages or isinstance(item, ExtractiveItem):
+            return None  # an extractive pair is checked by its reader, not by the judge
         prompt = f"{_passage(chunk)}\n\nQuestion: {item.question}\nAnswer: {item.answer}"
         return await self._call("judge", prompt, stats, chunk.chunk_id)
 

@@ -69,6 +69,12 @@ def main(
     ] = None,
     categories: Annotated[str | None, typer.Option(help="Comma-separated classification labels.")] = None,
     llm_boundaries: Annotated[bool, typer.Option("--llm-boundaries", help="Let the model propose chunk boundaries.")] = False,
+    qa_mode: Annotated[str, typer.Option(
+        help="'extractive' (default): the answer is a span of the chunk, a question is written for it and kept only "
+        "when a reader, answering under the copy constraint, finds the same span; 'abstractive': free question and answer."
+    )] = "extractive",
+    roundtrip_threshold: Annotated[float, typer.Option(
+        help="Extractive mode: least token F1 (0-1) between the reader's span and the intended answer.")] = 0.5,
     grounding_threshold: Annotated[
         float, typer.Option(help="Least share (0-1) of a QA answer's content words that must occur in its chunk.")
     ] = 0.6,
@@ -98,6 +104,8 @@ def main(
         "temperature": temperature,
         "judge_threshold": judge_threshold,
         "grounding_threshold": grounding_threshold,
+        "qa_mode": qa_mode,
+        "roundtrip_threshold": roundtrip_threshold,
     }
     if stages is not None:
         fields["stages"] = _split(stages)

@@ -142,6 +142,21 @@ class QAItem(_Out):
         return " ".join(text.split())
 
 
+QUESTION_PATTERN = r"^(What|Who|Whom|Whose|When|Where|Which|Why|How|In what|In which) [^?]{8,90}[?]$"
+
+
+class QuestionOut(_Out):
+    """A question written for a given answer (extractive QA). The pattern (enforced by the grammar)
+    makes it a wh-question ending in '?': without it SmolLM2-135M often repeats the answer."""
+
+    question: Annotated[str, StringConstraints(max_length=100, pattern=QUESTION_PATTERN)]
+
+    @field_validator("question", mode="after")
+    @classmethod
+    def _clean(cls, text: str) -> str:
+        return " ".join(text.split())
+
+
 class QAOut(_Out):
     pairs: list[QAItem] = Field(min_length=1, max_length=2)
 
@@ -182,4 +197,16 @@ def classification_output_type(categories: tuple[str, ...]) -> type[BaseModel]:
         "ClassificationOut",
         __base__=_Out,
         category=(Literal[categories], ...),
+    )
+
+
+def grounded_metadata_type(text: str) -> type[MetadataOut]:
+    """``MetadataOut`` whose keywords and entities are spans of ``text`` (the copy constraint)."""
+    from liquid_shared.models import span_of
+
+    term = span_of(text)
+    return create_model(
+        "GroundedMetadataOut", __base__=MetadataOut,
+        keywords=(list[term], Field(max_length=4, description="important words from the passage")),
+        entities=(list[term], Field(max_length=3, description="names of people, places or things in the passage")),
     )

@@ -136,10 +136,16 @@ class FineTuneSample(Record):
         return {"messages": [m.model_dump() for m in self.messages]}
 
     def to_alpaca_json(self) -> dict[str, str]:
-        system = next((m.content for m in self.messages if m.role == "system"), "")
+        """The Alpaca convention: ``instruction`` = the task or question, ``input`` = the context,
+        ``output`` = the answer. A user message ``"Context:\n<ctx>\n\nQuestion: <q>"`` (the ETL's)
+        splits into ``<q>`` and ``<ctx>``; any other user message is the instruction, with no input."""
         user = next(m.content for m in self.messages if m.role == "user")
         answer = next(m.content for m in self.messages if m.role == "assistant")
-        return {"instruction": user, "input": system, "output": answer}
+        instruction, context = user, ""
+        if user.startswith("Context:\n") and "\n\nQuestion: " in user:
+            head, _, question = user.rpartition("\n\nQuestion: ")
+            instruction, context = question.strip(), head[len("Context:\n"):].strip()
+        return {"instruction": instruction, "input": context, "output": answer}
 
 
 R = TypeVar("R", bound=BaseModel)

@@ -93,7 +93,7 @@ class ScriptedModels:
         words = re.findall(r"[A-Za-z]{4,}", passage)
         first = (words or ["text", "here"])[:4]
         sentence = re.split(r"(?<=[.!?])\s+", passage.strip())[0][:100]
-        if name == "MetadataOut":
+        if name in ("MetadataOut", "GroundedMetadataOut"):
             return {"tags": first[:2], "keywords": first, "entities": first[:1], "importance": "high"}
         if name == "ClassificationOut":
             return {"category": "science"}
@@ -110,6 +110,11 @@ class ScriptedModels:
                     {"question": f"Which words follow {first[1] if len(first) > 1 else first[0]}?", "answer": " ".join(first[1:4]), "kind": "conceptual"},
                 ]
             }
+        if name == "QuestionOut":  # extractive mode: the answer, reversed, so the reader can find it
+            answer = prompt.rsplit("\n\nAnswer: ", 1)[-1]
+            return {"question": f"Which span reads backwards as {answer[::-1]}?"}
+        if name == "Span":  # the reader: the span the question points at
+            return {"answer": prompt.rsplit(" reads backwards as ", 1)[-1].rstrip("?")[::-1]}
         if name == "JudgeOut":
             return {"supported": True, "score": 5}
         if name == "BoundaryOut":

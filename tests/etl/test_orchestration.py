@@ -27,7 +27,9 @@ from liquid_shared.schemas import (
 
 
 def _config(input_dir: Path, out: Path, **kw) -> EtlConfig:
-    return EtlConfig(input_dir=input_dir, output_dir=out, **kw)
+    # the orchestration tests follow the abstractive QA path (one QAOut call + judges per chunk);
+    # the extractive path has its own test below
+    return EtlConfig(input_dir=input_dir, output_dir=out, **{"qa_mode": "abstractive", **kw})
 
 
 def _lines(path: Path) -> list[dict]:
@@ -59,7 +61,7 @@ def test_full_run_writes_every_output_consistently(sample_copy: Path, tmp_path: 
     assert {d["status"] for d in manifest["documents"]} == {"done"}
     assert all(len(d["content_hash"]) == 64 for d in manifest["documents"])
     # every stage of every chunk ran through its agent
-    assert scripted.calls["MetadataOut"] == scripted.calls["SummaryOut"] == scripted.calls["QAOut"] == len(chunks)
+    assert scripted.calls["GroundedMetadataOut"] == scripted.calls["SummaryOut"] == scripted.calls["QAOut"] == len(chunks)
     assert report["stages"]["summary"]["llm"] == len(chunks)
     assert (out / "quality.json").is_file()
 
@@ -70,13 +72,13 @@ def test_concurrency_bounds_requests_per_stage_and_fills_batches(sample_copy: Pa
         cfg = _config(sample_copy, tmp_path / f"run{limit}", concurrency=limit, docs_in_flight=7)
         run(cfg, model_provider=scripted, track=False)
         # every stage reaches its bound (full batches of one stage) and never exceeds it
-        for stage in ("MetadataOut", "ClassificationOut", "SummaryOut", "QAOut", "JudgeOut"):
+        for stage in ("GroundedMetadataOut", "ClassificationOut", "SummaryOut", "QAOut", "JudgeOut"):
             assert scripted.max_stage_in_flight[stage] == limit, stage
         assert limit < scripted.max_in_flight <= 7 * limit  # stages run side by side
 
 
 def test_a_failing_stage_falls_back_and_loses_nothing_else(sample_copy: Path, tmp_path: Path):
-    scripted = ScriptedModels(fail_stages={"SummaryOut"}, garbage_stages={"MetadataOut"})
+    scripted = ScriptedModels(fail_stages={"SummaryOut"}, garbage_stages={"GroundedMetadataOut"})
     out = tmp_path / "run"
     result = run(_config(sample_copy, out), model_provider=scripted, track=False)
     assert result.exit_code == EXIT_OK  # item failures are recorded, documents still complete

@@ -36,6 +36,15 @@ def test_questions_of_an_etl_run_are_queries_for_their_source_chunks(etl_like_ru
     assert not (folder / "skipped.json").exists()
     notes = json.loads((folder / "experiment.json").read_text())["notes"]
     assert "metadata boosts applied to 3 query rankings" in notes
+    # the judgments are synthetic (question -> its source chunk), and every output says so
+    from experiments_testkit import mlflow_runs
+
+    from experiments.catalog.rag_quality import SYNTHETIC_FLAG, SYNTHETIC_JUDGMENTS
+    assert SYNTHETIC_JUDGMENTS in notes and dataset["judgments"] == "synthetic"
+    assert SYNTHETIC_JUDGMENTS in (folder / "report.md").read_text()
+    assert all(m[SYNTHETIC_FLAG] == 1.0 for m in json.loads((folder / "metrics.json").read_text()).values())
+    parent, _ = mlflow_runs(mlflow_uri, "rag_quality")
+    assert parent.data.tags["judgments"] == "synthetic"
 
 
 def test_only_valid_questions_and_the_default_run(etl_like_run, tmp_path, mlflow_uri, in_tmp_project, monkeypatch):

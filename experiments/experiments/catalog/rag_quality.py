@@ -89,6 +89,16 @@ class RagQualityConfig(ExperimentConfig):
         return self
 
 
+SYNTHETIC_JUDGMENTS = (
+    "The judgments are synthetic: each generated question's only relevant document is the chunk it was generated "
+    "from (question -> source chunk), not a human judgment. This favours retrievers that match the question's words "
+    "to its source chunk (lexical overlap the generator copied) and counts every other chunk that answers the "
+    "question as irrelevant; compare variants on it, do not read it as absolute retrieval quality."
+)
+SYNTHETIC_FLAG = "synthetic_labels"
+"""A metric of value 1.0 in every variant of ``metrics.json`` (and MLflow) when the judgments are synthetic."""
+
+
 def _subsample(queries: dict[str, str], qrels: dict, n: int | None, seed: int) -> tuple[dict, dict]:
     if n is None or n >= len(queries):
         return queries, qrels
@@ -119,7 +129,12 @@ def run(config: RagQualityConfig, ctx: RunContext) -> ExperimentResult:
     data = load_retrieval_dataset(source, config.split, config.questions)
     queries, qrels = _subsample(data.queries, data.qrels, config.max_queries, config.seed)
     timings["load_dataset"] = time.perf_counter() - t0
-    described = {**data.describe(), "queries_evaluated": len(queries), "notes": data.notes}
+    synthetic = data.kind == "etl"
+    if synthetic:  # said in every output: report, dataset.json, metrics.json, MLflow tags and metrics
+        data.notes = [SYNTHETIC_JUDGMENTS, *[n for n in data.notes if n != SYNTHETIC_JUDGMENTS]]
+        ctx.run.set_tags({"judgments": "synthetic", "judgments.note": SYNTHETIC_JUDGMENTS})
+    described = {**data.describe(), "queries_evaluated": len(queries), "notes": data.notes,
+                 "judgments": "synthetic" if synthetic else "human (BEIR qrels)"}
     ctx.write_json("dataset.json", described)
     ctx.console.print(f"dataset {data.name}: {len(data.docs)} documents, {len(queries)} queries ({data.kind})")
 
@@ -139,6 +154,9 @@ def run(config: RagQualityConfig, ctx: RunContext) -> ExperimentResult:
     results = {name: evaluate(run_, qrels, config.metrics) for name, run_ in ranked.runs.items()}
     timings["evaluate"] = time.perf_counter() - t0
     metrics = {name: dict(res.mean) for name, res in results.items()}
+    if synthetic:
+        for means in metrics.values():
+            means[SYNTHETIC_FLAG] = 1.0
 
     rows = []
     for name, res in results.items():
@@ -194,7 +212,9 @@ def run(config: RagQualityConfig, ctx: RunContext) -> ExperimentResult:
 
 def _report(config, data, described, metrics, frames, skipped, timings, notes, metrics_table,
             tables_markdown) -> str:
+    synthetic = data.kind == "etl"
     lines = [f"# rag_quality on {data.name}", "",
+             *([f"**Synthetic judgments.** {SYNTHETIC_JUDGMENTS}", ""] if synthetic else []),
              f"{described['documents']} documents, {described['queries_evaluated']} queries "
              f"({described['judgments']} judgments in the split); source `{data.source}` ({data.kind}).",
              f"Baseline: **{config.baseline}**. Test: {config.test}, correction: {config.correction}, "

@@ -7,6 +7,14 @@ with JSON-schema-constrained decoding, and a pydantic-ai ``Model`` over it.
     result = await agent.run("...")
 """
 
+from liquid_shared.models.copy_constraint import (
+    NotASpan,
+    copy_span_schema,
+    extract_span,
+    is_span,
+    span_model,
+    span_of,
+)
 from liquid_shared.models.errors import ModelLoadError, OverBudgetError, PromptTooLong
 from liquid_shared.models.profiles import STAGES, Profile, get_profile
 from liquid_shared.models.pydantic_model import LiquidModel, default_model, model_for_stage
@@ -17,14 +25,20 @@ __all__ = [
     "LFM2_SAMPLING",
     "STAGES",
     "LiquidModel",
+    "NotASpan",
     "ModelLoadError",
     "ModelRegistry",
     "ModelSpec",
     "OverBudgetError",
     "Profile",
     "PromptTooLong",
+    "copy_span_schema",
     "default_model",
+    "extract_span",
     "get_profile",
     "get_registry",
+    "is_span",
     "model_for_stage",
+    "span_model",
+    "span_of",
 ]
