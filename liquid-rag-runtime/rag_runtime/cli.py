@@ -29,6 +29,12 @@ err_console = Console(stderr=True)
 
 KEEP_ALIVE_S = 30  # uvicorn's default 5 s lets a loaded client reuse a connection the server is closing
 IndexOption = Annotated[Path, typer.Option("--index", help="Index folder made by build-index.")]
+StyleOption = Annotated[str, typer.Option("--style", help="generative (free answer) or extractive (a sentence copied from a cited chunk).")]
+SupportOption = Annotated[str, typer.Option("--support", help="Support check of the answer against its citations: flag (report), strict (refuse unsupported), off.")]
+AllowModelOption = Annotated[list[str] | None, typer.Option(
+    "--allow-embedding-model",
+    help="An embedding model (hub id or path) the index may name besides model folders inside it; repeatable. "
+         "Default: only the offline all-MiniLM-L6-v2.")]
 
 
 @contextmanager
@@ -114,17 +120,29 @@ def ask(
     index: IndexOption,
     k: Annotated[int, typer.Option(min=1, max=20, help="Chunks to retrieve.")] = 4,
     mode: Annotated[str, typer.Option(help="auto, tool or context.")] = "auto",
+    style: StyleOption = "generative",
+    support: SupportOption = "flag",
+    prompt_style: Annotated[str, typer.Option(help="guarded (chunks delimited as data) or plain (the earlier prompt).")] = "guarded",
+    allow_embedding_model: AllowModelOption = None,
 ) -> None:
-    """Answer a question from the index with citations (offline model by default)."""
+    """Answer a question from the index with citations (offline model by default), checked against them."""
     from rag_runtime.answer import AnswerAgent
-    from rag_runtime.index import RagIndex
+    from rag_runtime.index import DEFAULT_ALLOWED_EMBEDDING_MODELS, RagIndex
 
     with _user_errors():
-        rag = RagIndex.load(index)
-        agent = AnswerAgent(rag.retriever("hybrid" if rag.dense else "bm25"), mode=mode)
+        rag = RagIndex.load(index, allowed_embedding_models=[*DEFAULT_ALLOWED_EMBEDDING_MODELS, *(allow_embedding_model or [])])
+        if style == "extractive" and mode == "auto":
+            mode = "context"
+        agent = AnswerAgent(rag.retriever("hybrid" if rag.dense else "bm25"), mode=mode, style=style,
+                            support=support, prompt_style=prompt_style)
         with console.status("retrieving and generating..."):
             answer = asyncio.run(agent.ask(question, k=k))
-    print(json.dumps({"answer": answer.answer, "citations": answer.citations, "refused": answer.refused}, indent=2))
+    out = {"answer": answer.answer, "citations": answer.citations, "refused": answer.refused, "style": answer.style}
+    if answer.reason:
+        out["reason"] = answer.reason
+    if answer.support is not None:
+        out["support"] = answer.support.model_dump()
+    print(json.dumps(out, indent=2))
 
 
 @app.command()
@@ -134,20 +152,37 @@ def serve(
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
     api_key: Annotated[str | None, typer.Option(envvar="RAG_API_KEY", help="Require this X-API-Key.")] = None,
     answer_mode: Annotated[str, typer.Option(help="/ask mode: auto, tool or context.")] = "auto",
+    answer_style: StyleOption = "generative",
+    support: SupportOption = "flag",
     batch_queries: Annotated[bool, typer.Option(help="Encode concurrent requests' queries in one batch.")] = False,
     torch_threads: Annotated[int | None, typer.Option(min=1, help="torch intra-op threads (default: torch's).")] = None,
+    max_concurrent_asks: Annotated[int, typer.Option(min=1, help="/ask calls answered at once; more wait, then get 503.")] = 4,
+    ask_queue_timeout: Annotated[float, typer.Option(min=0, help="Seconds an /ask over the limit waits for a slot before its 503.")] = 2.0,
+    request_timeout: Annotated[float, typer.Option(min=0, help="Seconds before any request gets 504 (0: no limit).")] = 120.0,
+    rate_limit: Annotated[float, typer.Option(min=0, help="Requests/s per API key (token bucket; 0: off). Over it: 429.")] = 0.0,
+    rate_burst: Annotated[int, typer.Option(min=1, help="Token-bucket size per API key.")] = 20,
+    cors_origin: Annotated[list[str] | None, typer.Option(
+        help="An origin allowed to call the API from a browser (CORS), e.g. https://app.example.org; repeatable. "
+             "Default: none (no CORS headers).")] = None,
+    allow_embedding_model: AllowModelOption = None,
 ) -> None:
-    """Serve /search, /ask, /health and /metrics over HTTP (uvicorn)."""
+    """Serve /search, /ask, /health and /metrics over HTTP (uvicorn), with load limits."""
     import uvicorn
 
+    from rag_runtime.index import DEFAULT_ALLOWED_EMBEDDING_MODELS
     from rag_runtime.service import create_app
+    from rag_runtime.service_limits import ServiceLimits
 
     if torch_threads is not None:
         import torch
 
         torch.set_num_threads(torch_threads)
     with _user_errors(), console.status(f"loading index {index} and the query encoder..."):
-        api = create_app(index, api_key=api_key, answer_mode=answer_mode, batch_queries=batch_queries)
+        limits = ServiceLimits(max_concurrent_asks=max_concurrent_asks, ask_queue_timeout_s=ask_queue_timeout,
+                               request_timeout_s=request_timeout or None, rate_per_s=rate_limit or None, burst=rate_burst)
+        api = create_app(index, api_key=api_key, answer_mode=answer_mode, batch_queries=batch_queries,
+                         answer_style=answer_style, support=support, limits=limits, cors_origins=cors_origin,
+                         allowed_embedding_models=[*DEFAULT_ALLOWED_EMBEDDING_MODELS, *(allow_embedding_model or [])])
     uvicorn.run(api, host=host, port=port, log_level="warning", timeout_keep_alive=KEEP_ALIVE_S)
 
 

@@ -96,19 +96,23 @@ class DenseRetriever:
 
     name = "dense"
 
-    def __init__(self, store: DocStore, index: faiss.Index, params: DenseParams, encoder=None):
+    def __init__(self, store: DocStore, index: faiss.Index, params: DenseParams, encoder=None,
+                 encoder_model: str | None = None):
         if index.ntotal != len(store):
             raise ValueError(f"FAISS index holds {index.ntotal} vectors for {len(store)} documents")
         self.store = store
         self.index = index
         self.params = params
         self._encoder = encoder
+        # what the query encoder is loaded from: params.embedding_model, or the checked path of a
+        # model folder inside the index (index.confine_embedding_model)
+        self.encoder_model = encoder_model or params.embedding_model
 
     @property
     def encoder(self):
         """Encodes queries (``encode(texts) -> array``); loaded on first use unless given."""
         if self._encoder is None:
-            self._encoder = query_encoder(self.params.embedding_model)
+            self._encoder = query_encoder(self.encoder_model)
         return self._encoder
 
     @encoder.setter
@@ -219,9 +223,13 @@ class DenseRetriever:
         (folder / IDS_FILE).write_text(json.dumps(self.store.ids))
         (folder / CONFIG_FILE).write_text(self.params.model_dump_json(indent=2))
 
+    @staticmethod
+    def load_params(folder: Path) -> DenseParams:
+        return DenseParams.model_validate(json.loads((folder / CONFIG_FILE).read_text()))
+
     @classmethod
-    def load(cls, folder: Path, store: DocStore, encoder=None) -> DenseRetriever:
-        params = DenseParams.model_validate(json.loads((folder / CONFIG_FILE).read_text()))
+    def load(cls, folder: Path, store: DocStore, encoder=None, encoder_model: str | None = None) -> DenseRetriever:
+        params = cls.load_params(folder)
         ids = json.loads((folder / IDS_FILE).read_text())
         if ids != store.ids:
             raise ValueError(
@@ -229,4 +237,4 @@ class DenseRetriever:
                 f"({len(ids)} ids vs {len(store)} documents, or a different order); rebuild the index"
             )
         index = faiss.read_index(str(folder / INDEX_FILE))
-        return cls(store, index, params, encoder)
+        return cls(store, index, params, encoder, encoder_model)

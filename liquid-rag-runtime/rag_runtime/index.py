@@ -10,19 +10,23 @@ Layout (format ``liquid-rag-index``, version 1)::
     <index>/dense/dense_config.json
 
 Loading reads only these files, and refuses any of them that resolves (through a symlink) to a
-place outside the index folder. Arrays are loaded with ``allow_pickle=False``.
+place outside the index folder. Arrays are loaded with ``allow_pickle=False``. The embedding model
+named in ``dense_config.json`` is loaded only when it is on the allow-list (default: the offline
+all-MiniLM-L6-v2) or is a model folder inside the index folder (``confine_embedding_model``), so a
+crafted index cannot make the service read a model from elsewhere.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from liquid_shared.embeddings import DEFAULT_EMBEDDING_MODEL
 from rag_runtime.bm25 import CONFIG_FILE as BM25_CONFIG
 from rag_runtime.bm25 import Bm25Params, Bm25Retriever
 from rag_runtime.dense import CONFIG_FILE as DENSE_CONFIG
@@ -41,6 +45,7 @@ BM25S_FILES = ("data.csc.index.npy", "indices.csc.index.npy", "indptr.csc.index.
 DENSE_FILES = (INDEX_FILE, IDS_FILE, DENSE_CONFIG)
 
 SearchMode = Literal["hybrid", "bm25", "dense"]
+DEFAULT_ALLOWED_EMBEDDING_MODELS = (DEFAULT_EMBEDDING_MODEL,)
 
 
 class IndexFormatError(ValueError):
@@ -70,6 +75,27 @@ def _inside(root: Path, relative: str) -> Path:
     if not real.is_relative_to(root.resolve()):
         raise IndexFormatError(f"{path}: resolves to {real}, outside the index folder {root.resolve()}; refusing to read it")
     return real
+
+
+def confine_embedding_model(name: str, folder: Path, allowed: Collection[str] = DEFAULT_ALLOWED_EMBEDDING_MODELS) -> str:
+    """What to load the query encoder from, for an index whose dense config names ``name``.
+
+    ``name`` itself when it is in ``allowed`` (hub ids or paths the operator listed at start-up);
+    else, when ``name`` is a relative path to a folder inside ``folder``, that folder's resolved
+    path; anything else (an absolute path, ``..``, a symlink out, a hub id not listed) is refused.
+    """
+    if name in allowed:
+        return name
+    candidate = Path(name)
+    if not candidate.is_absolute() and not name.startswith("~"):
+        real = (folder / candidate).resolve()
+        if real.is_relative_to(folder.resolve()) and real.is_dir():
+            return str(real)
+    raise IndexFormatError(
+        f"{folder / DENSE_DIR / DENSE_CONFIG}: embedding model {name!r} is neither a model folder inside the "
+        f"index folder nor on the allow-list ({', '.join(sorted(allowed)) or 'empty'}); refusing to load it. "
+        f"If you trust it, allow it at start-up (serve --allow-embedding-model {name!r})"
+    )
 
 
 class RagIndex:
@@ -123,8 +149,13 @@ class RagIndex:
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path, *, with_dense: bool = True, encoder=None) -> RagIndex:
-        """Load an index folder (only files inside it). ``with_dense=False`` skips FAISS and the encoder."""
+    def load(cls, folder: str | Path, *, with_dense: bool = True, encoder=None,
+             allowed_embedding_models: Collection[str] = DEFAULT_ALLOWED_EMBEDDING_MODELS) -> RagIndex:
+        """Load an index folder (only files inside it). ``with_dense=False`` skips FAISS and the encoder.
+
+        ``allowed_embedding_models``: the embedding models (hub ids or paths) the index may name
+        besides model folders inside itself (``confine_embedding_model``).
+        """
         folder = Path(folder)
         if not folder.is_dir():
             raise IndexFormatError(f"{folder}: no such index folder")
@@ -146,7 +177,13 @@ class RagIndex:
         if with_dense and manifest.dense is not None:
             for name in DENSE_FILES:
                 _inside(folder, f"{DENSE_DIR}/{name}")
-            dense = DenseRetriever.load(_inside(folder, DENSE_DIR), store, encoder)
+            dense_dir = _inside(folder, DENSE_DIR)
+            try:
+                params = DenseRetriever.load_params(dense_dir)
+            except (ValueError, ValidationError) as exc:
+                raise IndexFormatError(f"{dense_dir / DENSE_CONFIG}: invalid dense config: {exc}") from exc
+            encoder_model = confine_embedding_model(params.embedding_model, folder, allowed_embedding_models)
+            dense = DenseRetriever.load(dense_dir, store, encoder, encoder_model)
         return cls(store, bm25, dense, manifest)
 
     @property

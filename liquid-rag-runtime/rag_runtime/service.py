@@ -7,7 +7,12 @@
   header ``X-API-Key``.
 * The index (documents, BM25, FAISS) and the query encoder are loaded once, when the app is
   created; the answer model is made on the first ``/ask``. No endpoint takes a path: the service
-  reads no file but those of its index folder.
+  reads no file but those of its index folder, and loads an embedding model only from inside it or
+  from ``allowed_embedding_models`` (``index.confine_embedding_model``).
+* Limits (``ServiceLimits``, ``service_limits``): concurrent ``/ask`` calls (503 + Retry-After over
+  it), a per-request timeout (504), a token bucket per API key (429 + Retry-After, off by default).
+* CORS: none unless ``cors_origins`` lists the allowed origins (then GET/POST with the
+  ``Content-Type`` and ``X-API-Key`` headers, no credentials).
 """
 
 from __future__ import annotations
@@ -31,7 +36,14 @@ from prometheus_client import (
     generate_latest,
 )
 
-from rag_runtime.answer import DEFAULT_MIN_SIMILARITY, AnswerAgent, AnswerError, AnswerMode
+from rag_runtime.answer import (
+    DEFAULT_MIN_SIMILARITY,
+    AnswerAgent,
+    AnswerError,
+    AnswerMode,
+    AnswerStyle,
+    SupportPolicy,
+)
 from rag_runtime.api_models import (
     DEFAULT_MAX_BODY_BYTES,
     AskRequest,
@@ -40,8 +52,9 @@ from rag_runtime.api_models import (
     SearchRequest,
     SearchResponse,
 )
-from rag_runtime.index import RagIndex
+from rag_runtime.index import DEFAULT_ALLOWED_EMBEDDING_MODELS, RagIndex
 from rag_runtime.query_batching import BatchingEncoder
+from rag_runtime.service_limits import ConcurrencyLimit, RateLimiter, RequestTimeout, ServiceLimits
 from rag_runtime.service_middleware import BodySizeLimit, RequestMetrics
 
 log = logging.getLogger("rag_runtime.service")
@@ -79,17 +92,26 @@ def create_app(
     min_similarity: float = DEFAULT_MIN_SIMILARITY,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     batch_queries: bool = False,
+    answer_style: AnswerStyle = "generative",
+    support: SupportPolicy = "flag",
+    limits: ServiceLimits | None = None,
+    cors_origins: list[str] | None = None,
+    allowed_embedding_models: list[str] | tuple[str, ...] = DEFAULT_ALLOWED_EMBEDDING_MODELS,
 ) -> FastAPI:
     """Build the app over ``index_dir`` (or an already loaded ``index``).
 
-    ``model`` is the pydantic-ai model for ``/ask`` (default: the stack's ``answer`` stage model).
+    ``model`` is the pydantic-ai model for ``/ask`` (default: the stack's ``answer`` stage model);
+    ``answer_style`` and ``support`` are ``AnswerAgent``'s ``style`` and ``support``.
     ``batch_queries`` encodes the queries of concurrent requests together (``BatchingEncoder``): less
     CPU per request with one torch thread, more with torch's default two (see docs/benchmarks.md).
+    ``limits``: ``ServiceLimits()`` when not given. ``cors_origins``: no CORS headers when None.
+    ``allowed_embedding_models``: embedding models the index may name besides folders inside it.
     """
+    limits = limits or ServiceLimits()
     if index is None:
         if index_dir is None:
             raise ValueError("create_app needs index_dir or index")
-        index = RagIndex.load(index_dir)
+        index = RagIndex.load(index_dir, allowed_embedding_models=allowed_embedding_models)
     if index.dense is not None:
         # load the query encoder now, not on the first request; batch concurrent requests' queries
         if batch_queries and not isinstance(index.dense.encoder, BatchingEncoder):
@@ -104,22 +126,31 @@ def create_app(
     agent_lock = threading.Lock()
 
     key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
+    rate_limiter = RateLimiter(limits.rate_per_s, limits.burst) if limits.rate_per_s else None
 
-    def check_api_key(key: str | None = Depends(key_header)) -> None:
-        if api_key is None:
-            return
-        if not key:
-            raise HTTPException(401, f"missing API key: send it in the {API_KEY_HEADER} header",
-                                headers={"WWW-Authenticate": "APIKey"})
-        if not secrets.compare_digest(key.encode(), api_key.encode()):
-            raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "APIKey"})
+    def check_api_key(request: Request, key: str | None = Depends(key_header)) -> None:
+        """Authenticate (401), then take a token from the caller's bucket (429)."""
+        if api_key is not None:
+            if not key:
+                raise HTTPException(401, f"missing API key: send it in the {API_KEY_HEADER} header",
+                                    headers={"WWW-Authenticate": "APIKey"})
+            if not secrets.compare_digest(key.encode(), api_key.encode()):
+                raise HTTPException(401, "invalid API key", headers={"WWW-Authenticate": "APIKey"})
+        if rate_limiter is not None:
+            caller = f"key:{key}" if api_key is not None else f"client:{request.client.host if request.client else '?'}"
+            wait = rate_limiter.take(caller)
+            if wait > 0:
+                retry = max(1, int(wait + 0.999))
+                raise HTTPException(429, f"rate limit: {limits.rate_per_s:g} requests/s (burst {limits.burst}) "
+                                         f"per API key; retry in {retry} s", headers={"Retry-After": str(retry)})
 
     def answer_agent() -> AnswerAgent:
         with agent_lock:
             if state["agent"] is None:
                 try:
                     state["agent"] = AnswerAgent(index.retriever("hybrid" if index.dense else "bm25"), model,
-                                                 mode=answer_mode, min_similarity=min_similarity)
+                                                 mode=answer_mode, min_similarity=min_similarity,
+                                                 style=answer_style, support=support)
                 except Exception as exc:  # the model layer is optional for /search
                     log.exception("answer model unavailable")
                     raise HTTPException(503, f"answer model unavailable: {type(exc).__name__}: {exc}") from exc
@@ -173,6 +204,23 @@ def create_app(
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     app.state.index = index
-    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
-    app.add_middleware(RequestMetrics, registry=registry)
+    app.state.limits = limits
+    _add_middleware(app, registry, limits, max_body_bytes, cors_origins)
     return app
+
+
+def _add_middleware(app: FastAPI, registry: CollectorRegistry, limits: ServiceLimits, max_body_bytes: int,
+                    cors_origins: list[str] | None) -> None:
+    """The middleware stack, innermost first (the last added runs first on a request):
+    concurrency limit -> timeout -> body limit -> CORS -> metrics (so 503/504/413 are counted)."""
+    app.add_middleware(ConcurrencyLimit, max_concurrent=limits.max_concurrent_asks,
+                       queue_timeout_s=limits.ask_queue_timeout_s, paths=limits.ask_paths)
+    if limits.request_timeout_s is not None:
+        app.add_middleware(RequestTimeout, timeout_s=limits.request_timeout_s)
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    if cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type", API_KEY_HEADER], allow_credentials=False, max_age=600)
+    app.add_middleware(RequestMetrics, registry=registry)

@@ -1,4 +1,5 @@
-"""ASGI middleware of the HTTP service: a request body size limit, and Prometheus request metrics.
+"""ASGI middleware of the HTTP service: a request body size limit, and Prometheus request metrics
+(the load limits are in ``service_limits``).
 
 Both are plain ASGI (no ``BaseHTTPMiddleware``), so they add little per request and never buffer
 a body.
@@ -18,10 +19,12 @@ class _BodyTooLarge(Exception):
     pass
 
 
-async def _send_json(send, status: int, payload: dict) -> None:
+async def send_json(send, status: int, payload: dict, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    """Send a whole JSON response from ASGI middleware (``headers``: extra raw header pairs)."""
     body = json.dumps(payload).encode()
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *headers]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -40,9 +43,9 @@ class BodySizeLimit:
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None:
             if not length.isdigit():
-                return await _send_json(send, 400, {"detail": f"invalid Content-Length header {length[:40]!r}"})
+                return await send_json(send, 400, {"detail": f"invalid Content-Length header {length[:40]!r}"})
             if int(length) > self.max_bytes:
-                return await _send_json(send, 413, self._message(f"{int(length)} bytes"))
+                return await send_json(send, 413, self._message(f"{int(length)} bytes"))
 
         received = 0
         too_large = False  # FastAPI turns errors raised while reading a body into a 400; we answer 413
@@ -63,7 +66,7 @@ class BodySizeLimit:
             if too_large:
                 if not replaced:
                     replaced = True
-                    await _send_json(send, 413, self._message(f"more than {self.max_bytes} bytes (streamed)"))
+                    await send_json(send, 413, self._message(f"more than {self.max_bytes} bytes (streamed)"))
                 return  # drop the app's own response to the failed read
             await send(message)
 
@@ -72,7 +75,7 @@ class BodySizeLimit:
         except _BodyTooLarge:
             if not replaced:
                 replaced = True
-                await _send_json(send, 413, self._message(f"more than {self.max_bytes} bytes (streamed)"))
+                await send_json(send, 413, self._message(f"more than {self.max_bytes} bytes (streamed)"))
 
 
 class RequestMetrics:
