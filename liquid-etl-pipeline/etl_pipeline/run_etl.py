@@ -41,7 +41,7 @@ def main(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Run folder (default: data/runs/<input folder>-<profile>).")
     ] = None,
-    profile: Annotated[str, typer.Option(help="Model profile: 'offline' (SmolLM2-135M, no network) or 'lfm2'.")] = "offline",
+    profile: Annotated[str, typer.Option(help="Model profile: 'offline' (SmolLM2-135M, no network), 'lfm2', or 'remote' (the OpenAI-compatible engine at LIQUID_OPENAI_BASE_URL: docs/models.md).")] = "offline",
     concurrency: Annotated[int, typer.Option(help="LLM requests in flight per stage (the model's batch size).")] = 16,
     docs_in_flight: Annotated[
         int | None, typer.Option(help="Documents processed at once (default: the concurrency).")

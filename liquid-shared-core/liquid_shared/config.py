@@ -68,6 +68,19 @@ class LiquidSettings(BaseSettings):
         None, description="Folder with shared evaluation data (BEIR SciFact, Wikipedia); also LIQUID_DATA_DIR."
     )
     offline: bool = Field(True, description="Never contact a model hub (HF_HUB_OFFLINE).")
+    openai_base_url: str | None = Field(
+        None, description="The 'remote' profile's engine: an OpenAI-compatible /v1 URL (vLLM, llama-server)."
+    )
+    openai_model: str = Field(
+        "smollm2-135m-instruct",
+        description="The 'remote' profile's model name on the server; LIQUID_OPENAI_MODEL_<STAGE> overrides one stage.",
+    )
+    openai_api_key_env: str | None = Field(
+        None, description="Name of the env variable with the remote engine's API key (None: the server needs none)."
+    )
+    openai_max_concurrency: int = Field(
+        16, ge=1, description="The 'remote' profile's requests in flight per model (match the server's slots)."
+    )
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):

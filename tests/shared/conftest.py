@@ -56,3 +56,35 @@ def tiny_llama_dirs(tmp_path_factory, smollm2_dir) -> tuple[Path, Path]:
         )
         out.append(_save_tiny(tmp_path_factory.mktemp(f"tiny-llama-{i}"), config, smollm2_dir))
     return out[0], out[1]
+
+
+@pytest.fixture(scope="session")
+def llama_server():
+    """llama.cpp's ``llama-server`` over the bundled SmolLM2 GGUF on a free loopback port, with 4
+    ``--parallel`` slots and an API key (so the 401 path is real). Built by ``make install``; a
+    missing binary FAILS the tests that need it, unless ``LIQUID_SKIP_LLAMA_SERVER=1`` asks to skip."""
+    import os
+    import tempfile
+
+    from liquid_shared.models.llama_server import (
+        LlamaServer,
+        LlamaServerMissing,
+        llama_server_binary,
+    )
+    from liquid_shared.offline import smollm2_gguf_path
+
+    try:
+        llama_server_binary()
+    except LlamaServerMissing as exc:
+        if os.environ.get("LIQUID_SKIP_LLAMA_SERVER") == "1":
+            pytest.skip(f"LIQUID_SKIP_LLAMA_SERVER=1: {exc}")
+        pytest.fail(str(exc) + " (or set LIQUID_SKIP_LLAMA_SERVER=1 to skip these tests)", pytrace=False)
+    log = Path(tempfile.mkdtemp(prefix="llama-server-")) / "server.log"
+    server = LlamaServer(smollm2_gguf_path(), parallel=4, api_key="test-key", log_path=log)
+    server.start()
+    os.environ["LIQUID_TEST_LLAMA_KEY"] = "test-key"
+    try:
+        yield server
+    finally:
+        server.stop()
+        os.environ.pop("LIQUID_TEST_LLAMA_KEY", None)

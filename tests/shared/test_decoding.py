@@ -141,6 +141,6 @@ def test_sampling_is_reproducible_with_a_seed(causal_lm):
     outs = []
     for _ in range(2):
         stream = DecodeStream(model, pad_id=tok.pad_token_id, eos_ids={tok.eos_token_id}, temperature=0.8,
-                              min_p=0.05, repetition_penalty=1.05, seed=7)
-        outs.append(decode_all(stream, [NewRow(0, _ids(tok, PROMPTS[1]), 12)])[0].tokens)
+                              min_p=0.05, repetition_penalty=1.05)
+        outs.append(decode_all(stream, [NewRow(0, _ids(tok, PROMPTS[1]), 12, seed=7)])[0].tokens)
     assert outs[0] == outs[1] and len(outs[0]) > 0

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from liquid_shared.models.decoding import DecodeStats, DecodeStream, Finished, NewRow, decode_all
-from liquid_shared.models.errors import PromptTooLong
+from liquid_shared.models.errors import GenerationError, ModelUnloaded, PromptTooLong
 from liquid_shared.models.grammar import GrammarCache
 from liquid_shared.models.loading import load_model_and_tokenizer, weight_bytes
 from liquid_shared.models.spec import ModelSpec
@@ -36,11 +36,15 @@ class GenRequest:
     temperature: float = 0.3
     min_p: float = 0.15
     repetition_penalty: float = 1.05
-    seed: int | None = 0
+    top_p: float = 1.0
+    seed: int | None = 0  # per row: requests with different seeds share a batch
+    stop_sequences: tuple[str, ...] = ()
+    grammar: Any = None  # the compiled ``json_schema`` (``LocalLiquidModel.compile``), set before batching
+    on_token: Callable[[int], None] | None = None  # streaming: each new token id, from the decoding thread
 
     def sampling_key(self) -> tuple:
-        """Requests with equal keys can share one running batch (token budgets may differ)."""
-        return (self.temperature, self.min_p, self.repetition_penalty, self.seed)
+        """Requests with equal keys can share one running batch (token budgets and seeds may differ)."""
+        return (self.temperature, self.min_p, self.repetition_penalty, self.top_p)
 
 
 @dataclass
@@ -66,7 +70,10 @@ class LocalLiquidModel:
         )
         self.grammars = GrammarCache(self.tokenizer, vocab_size=int(cfg.vocab_size))
         self._lock = threading.Lock()
+        self.closed = False
+        self._closing = False  # set by close(): the decode loop returns after its current step
         self.stats = DecodeStats()  # totals over every stream of this model
+        self._special = _special_token_texts(self.tokenizer)
 
     @property
     def calls(self) -> int:
@@ -89,7 +96,11 @@ class LocalLiquidModel:
 
     # ------------------------------------------------------------------ prompts
     def render(self, messages: list[dict[str, str]], generation_prompt: bool = True) -> list[int]:
+        """Prompt token ids. Text of a control token (``<|im_end|>``) inside a message is tokenised
+        as plain text, never as the token: a document cannot end a turn or fake a role."""
         tok = self.tokenizer
+        if any(t in m["content"] for m in messages for t in self._special):
+            return self._render_escaped(messages, generation_prompt)
         if getattr(tok, "chat_template", None):
             ids = tok.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=True)
             if isinstance(ids, dict) or hasattr(ids, "input_ids"):
@@ -97,6 +108,27 @@ class LocalLiquidModel:
             return list(ids)
         text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + ("assistant: " if generation_prompt else "")
         return tok(text)["input_ids"]
+
+    def _render_escaped(self, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
+        # Render the template around placeholders, then tokenise the template's own text with its
+        # special tokens and each message's content with special-token text split into plain pieces.
+        tok = self.tokenizer
+        marked = [{**m, "content": f"\ue000{i}\ue001"} for i, m in enumerate(messages)]
+        if getattr(tok, "chat_template", None):
+            text = tok.apply_chat_template(marked, add_generation_prompt=generation_prompt, tokenize=False)
+            add_special = False
+        else:
+            text = "".join(f"{m['role']}: {m['content']}\n" for m in marked) + ("assistant: " if generation_prompt else "")
+            add_special = True
+        ids: list[int] = []
+        for n, piece in enumerate(re.split(r"\ue000(\d+)\ue001", text)):
+            if not piece:
+                continue
+            if n % 2:  # a placeholder: the message's own content
+                ids += tok(messages[int(piece)]["content"], add_special_tokens=False, split_special_tokens=True)["input_ids"]
+            else:
+                ids += tok(piece, add_special_tokens=add_special and not ids)["input_ids"]
+        return ids
 
     def fit_context(self, ids: list[int], messages: list[dict[str, str]], max_new_tokens: int) -> tuple[list[int], bool]:
         """Apply the spec's overflow policy. Returns (ids, truncated)."""
@@ -119,8 +151,27 @@ class LocalLiquidModel:
         return ids[:head] + ids[len(ids) - (limit - head):], True
 
     # --------------------------------------------------------------- generation
+    def compile(self, req: GenRequest) -> None:
+        """Compile ``req.json_schema`` into ``req.grammar`` (cached per schema). Raises
+        ``GenerationError`` naming the problem, for this request alone, before it joins a batch."""
+        if req.json_schema is None or req.grammar is not None:
+            return
+        self._check_open()
+        try:
+            req.grammar = self.grammars.for_schema(req.json_schema)
+        except Exception as exc:  # xgrammar raises RuntimeError with its parser's message
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise GenerationError(
+                f"model {self.spec.model!r}: the output JSON schema cannot be compiled into a grammar: {first}"
+            ) from exc
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ModelUnloaded(f"model {self.spec.model!r} was unloaded; retry to load it again")
+
     def open_stream(self, req: GenRequest) -> DecodeStream:
         """A running batch for requests with ``req.sampling_key()`` (see ``decoding``)."""
+        self._check_open()
         eos = self.tokenizer.eos_token_id
         return DecodeStream(
             self.model,
@@ -130,13 +181,26 @@ class LocalLiquidModel:
             temperature=req.temperature,
             min_p=req.min_p,
             repetition_penalty=req.repetition_penalty,
-            seed=req.seed,
+            top_p=req.top_p,
             stats=self.stats,
         )
 
     def _row(self, key: Hashable, req: GenRequest, prompt: list[int]) -> NewRow:
-        grammar = self.grammars.for_schema(req.json_schema) if req.json_schema is not None else None
-        return NewRow(key=key, prompt=prompt, max_new_tokens=req.max_new_tokens, grammar=grammar)
+        self.compile(req)
+        return NewRow(key=key, prompt=prompt, max_new_tokens=req.max_new_tokens, grammar=req.grammar,
+                      seed=req.seed, stop=self._stop_check(req.stop_sequences), on_token=req.on_token)
+
+    def _stop_check(self, stops: tuple[str, ...]) -> Callable[[list[int]], bool] | None:
+        if not stops:
+            return None
+        tok, longest = self.tokenizer, max(len(s) for s in stops)
+
+        def hit(tokens: list[int]) -> bool:
+            # the newest tokens hold at least as many characters as the longest stop sequence
+            tail = tok.decode(tokens[-(longest + 2):], skip_special_tokens=True)
+            return any(s in tail for s in stops)
+
+        return hit
 
     def advance(
         self,
@@ -149,21 +213,25 @@ class LocalLiquidModel:
         wait for a free slot, or the batch is empty. Returns the finished rows (``result()`` turns
         one into a ``GenResult``)."""
         with self._lock:
+            self._check_open()
             stream.drop(set(drop))
             stream.admit([self._row(key, req, prompt) for key, req, prompt in admit])
             finished = []
             while stream.active and not finished:
                 finished = stream.step()
-                if should_yield():
+                if self._closing or should_yield():
                     break
         return finished
 
     def result(self, f: Finished, req: GenRequest, prompt: list[int]) -> GenResult:
         text = self.tokenizer.decode(f.tokens, skip_special_tokens=True).strip()
+        for stop in req.stop_sequences:  # the text ends before the first stop sequence
+            if stop in text:
+                text = text[: text.index(stop)].rstrip()
         if req.json_schema is not None:
             # Byte-level tokens can put a raw control character inside a JSON string. Compact
             # JSON has no whitespace outside strings, so escaping them all is lossless.
-            text = _CONTROL_CHARS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+            text = escape_control_chars(text)
         return GenResult(text=text, input_tokens=len(prompt), output_tokens=len(f.tokens), complete=f.complete)
 
     def generate_batch(self, reqs: list[GenRequest], prompts: list[list[int]]) -> list[GenResult]:
@@ -173,10 +241,29 @@ class LocalLiquidModel:
         stream = self.open_stream(reqs[0])
         rows = [self._row(i, r, p) for i, (r, p) in enumerate(zip(reqs, prompts, strict=True))]
         with self._lock:
+            self._check_open()
             done = decode_all(stream, rows)
         return [self.result(done[i], reqs[i], prompts[i]) for i in range(len(reqs))]
 
     def close(self) -> None:
-        self.model = None
-        self.tokenizer = None
-        self.grammars = None
+        """Drop the weights. Waits for a decode call in progress (the backend lock), so a batch is
+        never cut mid-step; later calls raise ``ModelUnloaded``."""
+        self._closing = True
+        with self._lock:
+            self.closed = True
+            self.model = None
+            self.grammars = None
+
+
+def escape_control_chars(text: str) -> str:
+    """JSON-escape raw control characters (byte-level tokens can put one inside a JSON string)."""
+    return _CONTROL_CHARS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+
+
+def _special_token_texts(tokenizer: Any) -> tuple[str, ...]:
+    """Texts of the tokenizer's special (control) tokens, e.g. ``<|im_end|>``."""
+    texts = set(getattr(tokenizer, "all_special_tokens", []) or [])
+    for token in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values():
+        if getattr(token, "special", False):
+            texts.add(str(token))
+    return tuple(sorted(t for t in texts if t))

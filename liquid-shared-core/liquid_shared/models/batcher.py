@@ -6,7 +6,12 @@ event loop stays free). Between decode steps, finished rows return to their call
 requests take the free slots (up to ``max_batch_size`` rows), so the batch stays full while work
 is queued instead of draining to its longest row.
 
-A stream holds requests with equal sampling settings. When the oldest waiting request has other
+Failures stay with the rows they concern: a schema that does not compile fails its own caller in
+``submit`` (before it joins a batch); a decode step that raises fails the rows of that batch with a
+``GenerationError`` naming the model, and the worker goes on with the queue; if the worker itself
+stops, every caller still waiting gets the error. No caller is ever left awaiting forever.
+
+A stream holds requests with equal sampling settings (seeds may differ: each row has its own). When the oldest waiting request has other
 settings, the stream stops admitting, drains, and the next stream starts with that request, so no
 setting waits forever behind a busy one.
 
@@ -25,6 +30,7 @@ from dataclasses import dataclass
 
 from liquid_shared.models.backend import GenRequest, GenResult, LocalLiquidModel
 from liquid_shared.models.decoding import DecodeStream
+from liquid_shared.models.errors import GenerationError, ModelUnloaded
 
 _ids = itertools.count()
 
@@ -45,13 +51,21 @@ class MicroBatcher:
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_s
         self._queue: list[_Pending] = []
+        self._rows: dict[int, _Pending] = {}  # rows of the running stream
         self._worker: asyncio.Task | None = None
         self.batches: list[int] = []  # requests admitted together (one prefill each), for tests and reports
         self.peak_rows = 0  # most rows decoding at once
 
+    @property
+    def live_rows(self) -> int:
+        """Requests queued or decoding (a row whose caller left counts until the worker drops it)."""
+        return len(self._queue) + len(self._rows)
+
     async def submit(self, req: GenRequest) -> GenResult:
         ids = self.backend.render(req.messages)
         ids, truncated = self.backend.fit_context(ids, req.messages, req.max_new_tokens)  # may raise PromptTooLong
+        if req.json_schema is not None and req.grammar is None:
+            await asyncio.to_thread(self.backend.compile, req)  # may raise GenerationError, for this caller only
         fut = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(req, ids, truncated, fut, req.sampling_key(), next(_ids)))
         if self._worker is None or self._worker.done():
@@ -80,15 +94,40 @@ class MicroBatcher:
         return stream.active < self.max_batch_size and any(p.key == key for p in self._queue[:64])
 
     async def _run(self) -> None:
+        try:
+            await self._serve()
+        except BaseException as exc:  # the worker stopped: nobody waiting may be stranded
+            waiting = [p for p in [*self._rows.values(), *self._queue] if not p.future.done()]
+            self._rows.clear()
+            self._queue.clear()
+            for p in waiting:
+                if isinstance(exc, Exception):
+                    p.future.set_exception(exc)
+                else:
+                    p.future.cancel()
+            if not isinstance(exc, Exception):
+                raise
+
+    def _fail(self, pending: list[_Pending], exc: Exception) -> None:
+        for p in pending:
+            if not p.future.done():
+                p.future.set_exception(exc)
+
+    async def _serve(self) -> None:
         await asyncio.sleep(self.max_wait_s)  # let concurrent callers join the first batch
         stream = None
-        rows: dict[int, _Pending] = {}
+        rows = self._rows
         while True:
             self._queue = [p for p in self._queue if not p.future.done()]  # drop cancelled callers
             if not rows:
                 if not self._queue:
                     return
-                stream = self.backend.open_stream(self._queue[0].req)
+                try:
+                    stream = self.backend.open_stream(self._queue[0].req)
+                except ModelUnloaded as exc:
+                    self._fail(self._queue, exc)
+                    self._queue.clear()
+                    return
                 key = self._queue[0].key
             newcomers = self._take(key, self.max_batch_size - len(rows)) if stream.can_admit() else []
             if newcomers:
@@ -104,17 +143,28 @@ class MicroBatcher:
                     gone,
                     functools.partial(self._should_yield, key, stream, rows),
                 )
-            except Exception as exc:  # a failed step fails the rows in that batch, not the worker
-                for p in rows.values():
-                    if not p.future.done():
-                        p.future.set_exception(exc)
+            except Exception as exc:  # a failed step fails the rows of this batch, not the worker
+                if not isinstance(exc, ModelUnloaded | GenerationError):
+                    exc = GenerationError(
+                        f"model {self.backend.spec.model!r}: a decode step failed for a batch of {len(rows)} "
+                        f"row(s): {type(exc).__name__}: {exc}"
+                    ).with_traceback(exc.__traceback__)
+                self._fail(list(rows.values()), exc)
                 rows.clear()
+                if isinstance(exc, ModelUnloaded):
+                    self._fail(self._queue, exc)
+                    self._queue.clear()
                 continue
             for r in gone:
                 rows.pop(r, None)
             for f in finished:
                 p = rows.pop(f.key)
-                if not p.future.done():
+                if p.future.done():
+                    continue
+                try:
                     result = self.backend.result(f, p.req, p.prompt)
-                    result.prompt_truncated = p.truncated
-                    p.future.set_result(result)
+                except Exception as exc:  # pragma: no cover - decoding a finished row's tokens
+                    p.future.set_exception(GenerationError(f"model {self.backend.spec.model!r}: {exc}"))
+                    continue
+                result.prompt_truncated = p.truncated
+                p.future.set_result(result)

@@ -15,24 +15,30 @@ requests wait. Here:
 Semantics follow ``generate`` with the same settings, row by row (tested token for token against
 ``generate`` on each prompt alone, greedy, fp32): position ids count each row's real tokens, HF's
 repetition penalty over the row's own tokens (prompt and output; pads are not tokens of the row),
-then the row's grammar mask, then temperature and min-p, then argmax or a draw from the stream's
-own seeded generator.
+then the row's grammar mask, then temperature, top-p and min-p, then argmax or a draw from the
+row's *own* seeded generator (so a seeded sampled output does not depend on its batch-mates, and
+requests with different seeds share one batch).
 
-Only plain attention caches (``DynamicLayer``) and LFM2-style convolution states can be merged;
-for any other cache layer type a stream admits rows only while it is empty, i.e. it falls back
-to static batching.
+Only cache layer types on an allow-list can be merged: plain attention (``DynamicLayer``) and
+LFM2-style convolution states (``LinearAttentionLayer``). For any other type (sliding window,
+quantised, hybrid linear + full attention as in Falcon-H1 or Zamba) a stream admits rows only
+while it is empty, i.e. it falls back to static batching.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import MinPLogitsWarper, TemperatureLogitsWarper
-from transformers.cache_utils import DynamicLayer, LinearAttentionCacheLayerMixin
+from transformers import MinPLogitsWarper, TemperatureLogitsWarper, TopPLogitsWarper
+from transformers.cache_utils import (
+    DynamicLayer,
+    LinearAttentionCacheLayerMixin,
+    LinearAttentionLayer,
+)
 
 from liquid_shared.models.grammar import RowGrammars
 
@@ -43,6 +49,9 @@ class NewRow:
     prompt: list[int]
     max_new_tokens: int
     grammar: Any = None  # an xgrammar CompiledGrammar, or None for free text
+    seed: int | None = None  # this row's sampling seed (None: a random one)
+    stop: Callable[[list[int]], bool] | None = None  # True once the row's tokens end in a stop sequence
+    on_token: Callable[[int], None] | None = None  # called (in the decoding thread) with each new token
 
 
 @dataclass
@@ -60,11 +69,15 @@ class DecodeStats:
     row_steps: int = 0  # sum over decode passes of the rows in the batch
 
 
+# Cache layer types whose rows ``_merge_into`` / ``_select_rows`` / ``_trim_left`` handle. Exact
+# types, not isinstance: a subclass (sliding window, quantised, hybrid linear + full attention)
+# keeps state these functions do not know, so its model batches statically.
+MERGEABLE_LAYERS: frozenset[type] = frozenset({DynamicLayer, LinearAttentionLayer})
+
+
 def _mergeable(cache: Any) -> bool:
     layers = getattr(cache, "layers", None)
-    return layers is not None and all(
-        type(layer) is DynamicLayer or isinstance(layer, LinearAttentionCacheLayerMixin) for layer in layers
-    )
+    return layers is not None and all(type(layer) in MERGEABLE_LAYERS for layer in layers)
 
 
 def _select_rows(cache: Any, index: torch.Tensor) -> None:
@@ -124,7 +137,7 @@ class DecodeStream:
         temperature: float = 0.0,
         min_p: float = 0.0,
         repetition_penalty: float = 1.0,
-        seed: int | None = None,
+        top_p: float = 1.0,
         stats: DecodeStats | None = None,
     ):
         self.model = model
@@ -134,23 +147,21 @@ class DecodeStream:
         self.temperature = temperature
         self.penalty = repetition_penalty
         self.warpers: list[Any] = []
-        if temperature > 0:
+        if temperature > 0:  # transformers' order: temperature, top-p, min-p
             self.warpers.append(TemperatureLogitsWarper(temperature))
+            if top_p < 1.0:
+                self.warpers.append(TopPLogitsWarper(top_p))
             if min_p > 0:
                 self.warpers.append(MinPLogitsWarper(min_p))
-        self.generator: torch.Generator | None = None
-        if temperature > 0:
-            self.generator = torch.Generator(device=self.device)
-            if seed is not None:
-                self.generator.manual_seed(seed)
-            else:
-                self.generator.seed()
         self.grammars = RowGrammars(grammar_vocab_size or int(model.config.vocab_size))
         self.stats = stats if stats is not None else DecodeStats()  # the caller may share one across streams
         # the running batch, in batch order
         self.keys: list[Hashable] = []
         self.tokens: list[list[int]] = []
         self.budgets: list[int] = []
+        self.generators: list[torch.Generator | None] = []  # per row, when sampling
+        self.stops: list[Callable[[list[int]], bool] | None] = []
+        self.listeners: list[Callable[[int], None] | None] = []
         self.cache: Any = None
         self.attention: torch.Tensor | None = None  # [rows, columns] 1 = a real token of the row
         self.positions: torch.Tensor | None = None  # [rows, 1] position of each row's next token
@@ -216,7 +227,20 @@ class DecodeStream:
             self.keys.append(r.key)
             self.tokens.append([])
             self.budgets.append(r.max_new_tokens)
+            self.generators.append(self._generator(r.seed))
+            self.stops.append(r.stop)
+            self.listeners.append(r.on_token)
             self.grammars.add(r.key, r.grammar)
+
+    def _generator(self, seed: int | None) -> torch.Generator | None:
+        if self.temperature <= 0:
+            return None
+        g = torch.Generator(device=self.device)
+        if seed is None:
+            g.seed()
+        else:
+            g.manual_seed(seed)
+        return g
 
     def drop(self, keys: set[Hashable]) -> None:
         """Remove rows whose callers went away (no result)."""
@@ -228,7 +252,7 @@ class DecodeStream:
 
     def _keep(self, keep: list[int]) -> None:
         if not keep:
-            self.keys, self.tokens, self.budgets = [], [], []
+            self.keys, self.tokens, self.budgets, self.generators, self.stops, self.listeners = [], [], [], [], [], []
             self.cache = self.attention = self.positions = self.presence = self.logits = None
             return
         index = torch.tensor(keep, device=self.device)
@@ -239,6 +263,9 @@ class DecodeStream:
         self.keys = [self.keys[i] for i in keep]
         self.tokens = [self.tokens[i] for i in keep]
         self.budgets = [self.budgets[i] for i in keep]
+        self.generators = [self.generators[i] for i in keep]
+        self.stops = [self.stops[i] for i in keep]
+        self.listeners = [self.listeners[i] for i in keep]
         # columns that are padding for every remaining row are dead weight in every later step
         first = int(self.attention.any(dim=0).nonzero()[0])
         if first > 0:
@@ -255,7 +282,10 @@ class DecodeStream:
         for warper in self.warpers:
             scores = warper(None, scores)
         if self.temperature > 0:
-            return torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1, generator=self.generator).squeeze(1)
+            probs = torch.softmax(scores, dim=-1)
+            # one draw per row from the row's own generator: the same as ``generate`` on that row alone
+            return torch.cat([torch.multinomial(probs[i:i + 1], num_samples=1, generator=g).squeeze(1)
+                              for i, g in enumerate(self.generators)])
         return scores.argmax(dim=-1)
 
     @torch.inference_mode()
@@ -273,7 +303,12 @@ class DecodeStream:
                 finished.append(Finished(key, self.tokens[i], True))
                 continue
             self.tokens[i].append(token)
-            if len(self.tokens[i]) >= self.budgets[i]:
+            if self.listeners[i] is not None:
+                self.listeners[i](token)
+            stop = self.stops[i]
+            if stop is not None and stop(self.tokens[i]):
+                finished.append(Finished(key, self.tokens[i], True))
+            elif len(self.tokens[i]) >= self.budgets[i]:
                 finished.append(Finished(key, self.tokens[i], False))
             else:
                 keep.append(i)

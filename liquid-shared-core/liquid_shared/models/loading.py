@@ -28,7 +28,10 @@ OFFLINE_ALIASES = {SMOLLM2_ID: ensure_smollm2}
 
 
 def resolve_source(spec: ModelSpec) -> tuple[str, dict[str, Any]]:
-    """Return (path-or-id, extra from_pretrained kwargs) without loading anything."""
+    """Return (path-or-id, extra from_pretrained kwargs) without loading anything (for a remote
+    spec: its base_url; nothing is loaded here)."""
+    if spec.is_remote:
+        return str(spec.base_url), {}
     name = spec.model
     if name.startswith("offline:"):
         if name not in OFFLINE_ALIASES:

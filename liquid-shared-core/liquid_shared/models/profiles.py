@@ -4,6 +4,9 @@
 * ``lfm2``: chunking, metadata and QA on ``LiquidAI/LFM2-1.2B``; summaries, validation and answers
   on ``LiquidAI/LFM2-700M`` (the researchers' choice for a 16 GB GPU). Needs the weights cached
   locally or network access.
+* ``remote``: every stage on a remote OpenAI-compatible engine (vLLM, ``llama-server``) at
+  ``LIQUID_OPENAI_BASE_URL``, model ``LIQUID_OPENAI_MODEL`` (one stage: ``LIQUID_OPENAI_MODEL_QA``
+  etc.), at most ``LIQUID_OPENAI_MAX_CONCURRENCY`` requests in flight per model.
 """
 
 from __future__ import annotations
@@ -50,7 +53,28 @@ def _lfm2() -> Profile:
     )
 
 
-PROFILES = {"offline": _offline, "lfm2": _lfm2}
+def _remote() -> Profile:
+    import os
+
+    from liquid_shared.config import get_settings
+
+    settings = get_settings()
+    if not settings.openai_base_url:
+        raise ValueError(
+            "profile 'remote' needs LIQUID_OPENAI_BASE_URL, the engine's OpenAI-compatible URL "
+            "(e.g. http://127.0.0.1:8080/v1 for llama-server, http://host:8000/v1 for vLLM)"
+        )
+    stages = {}
+    for stage in STAGES:
+        name = os.environ.get(f"LIQUID_OPENAI_MODEL_{stage.upper()}") or settings.openai_model
+        # like 'offline': a small served model answers from memory unless its first step calls a tool
+        stages[stage] = ModelSpec(model=name, backend="openai", base_url=settings.openai_base_url,
+                                  api_key_env=settings.openai_api_key_env,
+                                  max_batch_size=settings.openai_max_concurrency, require_tool_first=True)
+    return Profile(name="remote", stages=stages)
+
+
+PROFILES = {"offline": _offline, "lfm2": _lfm2, "remote": _remote}
 
 
 def get_profile(name: str | None = None) -> Profile:

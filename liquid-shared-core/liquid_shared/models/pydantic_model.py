@@ -13,17 +13,23 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
-from typing import Any
+from typing import Any, ClassVar
 
+from pydantic_ai.exceptions import UnsupportedSettingWarning
 from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, ToolCallPart
-from pydantic_ai.models import Model, ModelRequestParameters
+from pydantic_ai.models import Model, ModelRequestParameters, StreamedResponse
 from pydantic_ai.profiles import ModelProfile
 from pydantic_ai.settings import ModelSettings, ToolOrOutput
 from pydantic_ai.usage import RequestUsage
 
-from liquid_shared.models.backend import GenRequest
+from liquid_shared.models.backend import GenRequest, escape_control_chars
 from liquid_shared.models.chat_format import describe_schema, hoist_defs, to_chat
 from liquid_shared.models.grammar import estimate_max_tokens, tighten_schema
 from liquid_shared.models.profiles import get_profile
@@ -36,10 +42,37 @@ LIQUID_PROFILE = ModelProfile(
     supports_json_object_output=False,
     default_structured_output_mode="native",
 )
+# A remote engine: the agent picks native output (the server's json_schema response format).
+REMOTE_PROFILE = ModelProfile(
+    supports_tools=True,
+    supports_json_schema_output=True,
+    supports_json_object_output=True,
+    default_structured_output_mode="native",
+)
 
 
+# Settings pydantic-ai passes that the local backend cannot honour. The guarantee-type ones among
+# them (``timeout``, ``extra_body``, ...) are warned about by pydantic-ai's own
+# ``Model.unsupported_settings`` mechanism; it ignores tuning knobs silently, so we warn once per
+# process for those (``_IGNORED_KNOBS``) instead of dropping them without a word.
+_UNSUPPORTED = frozenset({"timeout", "max_retries", "extra_headers", "extra_body", "presence_penalty",
+                          "frequency_penalty", "logit_bias", "top_k", "thinking"})
+_IGNORED_KNOBS = ("presence_penalty", "frequency_penalty", "logit_bias")
+_warned: set[str] = set()
 
-def _tool_rounds_this_turn(messages: list[ModelMessage]) -> int:
+
+def _warn_ignored_knobs(model_name: str, settings: dict[str, Any]) -> None:
+    for name in _IGNORED_KNOBS:
+        if settings.get(name) and name not in _warned:
+            _warned.add(name)
+            warnings.warn(
+                f"The `{name}` setting is not supported by the local model {model_name!r} and is ignored "
+                "(use ModelSpec.repetition_penalty for a repetition penalty).",
+                UnsupportedSettingWarning, stacklevel=4,
+            )
+
+
+def tool_rounds_this_turn(messages: list[ModelMessage]) -> int:
     rounds = 0
     for msg in reversed(messages):
         if isinstance(msg, ModelResponse) and any(getattr(p, "part_kind", "") == "tool-call" for p in msg.parts):
@@ -50,13 +83,21 @@ def _tool_rounds_this_turn(messages: list[ModelMessage]) -> int:
 
 
 class LiquidModel(Model):
-    """Pydantic AI model backed by a local transformers model from the shared ``ModelRegistry``."""
+    """Pydantic AI model for a ``ModelSpec``: a local transformers model from the shared
+    ``ModelRegistry`` or, for ``backend="openai"``, a remote engine (``remote.RemoteEngine``, held
+    by the same registry), so callers pick a model only through specs and profiles.
+
+    Settings honoured: ``max_tokens``, ``temperature``, ``top_p``, ``seed``, ``stop_sequences``,
+    ``tool_choice``; ``parallel_tool_calls=False`` always holds (one call per step). Others warn.
+    """
+
+    unsupported_settings: ClassVar[frozenset[str]] = _UNSUPPORTED
 
     def __init__(self, spec: ModelSpec | str, *, registry: ModelRegistry | None = None,
                  settings: ModelSettings | None = None):
         self.spec = ModelSpec(model=spec) if isinstance(spec, str) else spec
         self._registry = registry
-        super().__init__(settings=settings, profile=LIQUID_PROFILE)
+        super().__init__(settings=settings, profile=REMOTE_PROFILE if self.spec.is_remote else LIQUID_PROFILE)
 
     @property
     def registry(self) -> ModelRegistry:
@@ -68,7 +109,7 @@ class LiquidModel(Model):
 
     @property
     def system(self) -> str:
-        return "liquid-local"
+        return "liquid-remote" if self.spec.is_remote else "liquid-local"
 
     async def request(
         self,
@@ -76,7 +117,71 @@ class LiquidModel(Model):
         model_settings: ModelSettings | None,
         model_request_parameters: ModelRequestParameters,
     ) -> ModelResponse:
+        if self.spec.is_remote:
+            engine = await self.registry.hold(self.spec)
+            try:
+                return await engine.request(messages, model_settings, model_request_parameters)
+            finally:
+                self.registry.release(self.spec)
         model_settings, params = self.prepare_request(model_settings, model_request_parameters)
+        req, mode = self._gen_request(messages, model_settings, params)
+        result = await self.registry.generate(self.spec, req)
+        return ModelResponse(
+            parts=self._parse(result.text, mode, params),
+            usage=RequestUsage(input_tokens=result.input_tokens, output_tokens=result.output_tokens),
+            model_name=self.model_name,
+            finish_reason="stop" if result.complete else "length",
+        )
+
+    @asynccontextmanager
+    async def request_stream(
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+        run_context: Any = None,
+    ) -> AsyncIterator[StreamedResponse]:
+        """Stream a response: text deltas while the row decodes (``streaming``), so
+        ``agent.run_stream`` works; a remote spec streams from the server."""
+        if self.spec.is_remote:
+            engine = await self.registry.hold(self.spec)
+            try:
+                async with engine.request_stream(messages, model_settings, model_request_parameters, run_context) as s:
+                    yield s
+            finally:
+                self.registry.release(self.spec)
+            return
+        from liquid_shared.models.streaming import LocalStreamedResponse
+
+        model_settings, params = self.prepare_request(model_settings, model_request_parameters)
+        req, mode = self._gen_request(messages, model_settings, params)
+        loop = asyncio.get_running_loop()
+        tokens: asyncio.Queue = asyncio.Queue()
+        req.on_token = lambda token: loop.call_soon_threadsafe(tokens.put_nowait, token)
+        task = asyncio.create_task(self.registry.generate(self.spec, req))
+        registry = self.registry
+
+        def decode(ids: list[int]) -> str:
+            backend = registry.get(self.spec)
+            return backend.tokenizer.decode(ids, skip_special_tokens=True)
+
+        stream = LocalStreamedResponse(
+            model_request_parameters=params, _model_name=self.model_name, _tokens=tokens, _task=task,
+            _decode=decode, _parse=lambda text: self._parse(text, mode, params),
+            _incremental=mode != "tools" and not req.stop_sequences,
+            _escape=escape_control_chars if req.json_schema is not None else (lambda text: text),
+        )
+        try:
+            yield stream
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+
+    def _gen_request(self, messages: list[ModelMessage], model_settings: ModelSettings | None,
+                     params: ModelRequestParameters) -> tuple[GenRequest, str]:
+        """The backend request for a prepared pydantic-ai request, and its output mode."""
         from pydantic_ai._instrumentation import get_instructions
 
         chat = to_chat(messages, get_instructions(messages, params))
@@ -87,6 +192,7 @@ class LiquidModel(Model):
             else:
                 chat.insert(0, {"role": "system", "content": hint})
         settings = dict(model_settings or {})
+        _warn_ignored_knobs(self.model_name, settings)
         spec = self.spec
         max_new = int(settings.get("max_tokens") or spec.max_new_tokens)
         if schema is not None:
@@ -100,16 +206,11 @@ class LiquidModel(Model):
             temperature=float(settings.get("temperature", spec.temperature)),
             min_p=spec.min_p,
             repetition_penalty=spec.repetition_penalty,
+            top_p=float(settings.get("top_p", 1.0)),
             seed=settings.get("seed", spec.seed),
+            stop_sequences=tuple(settings.get("stop_sequences") or ()),
         )
-        result = await self.registry.generate(spec, req)
-        parts = self._parse(result.text, mode, params)
-        return ModelResponse(
-            parts=parts,
-            usage=RequestUsage(input_tokens=result.input_tokens, output_tokens=result.output_tokens),
-            model_name=self.model_name,
-            finish_reason="stop" if result.complete else "length",
-        )
+        return req, mode
 
     # ------------------------------------------------------------------ plan
     def _output_plan(self, messages: list[ModelMessage], params: ModelRequestParameters, tool_choice: Any = None
@@ -124,7 +225,7 @@ class LiquidModel(Model):
             output_schema = dict(params.output_object.json_schema)
         tools = list(params.function_tools)
         output_tools = list(params.output_tools)
-        rounds = _tool_rounds_this_turn(messages)
+        rounds = tool_rounds_this_turn(messages)
         force = False
         if tool_choice == "none":
             tools = []

@@ -3,9 +3,14 @@
 * One load per spec, however many agents ask (a per-spec lock makes concurrent first callers
   wait for the one load instead of loading twice).
 * The summed weight bytes of loaded models stay under ``budget_bytes``. Before a load we estimate
-  the new model's bytes from its config (built on the meta device); if it does not fit, the least
-  recently used *idle* model is unloaded first. A model bigger than the whole budget, or one that
-  only fits by unloading models in use, raises ``OverBudgetError`` naming the numbers.
+  the new model's bytes from its config (built on the meta device) and *reserve* them under the
+  registry lock, so two different specs loading at once count each other; if the new model does
+  not fit, the least recently used *idle* model is unloaded first (idle: no caller holds it and
+  its batchers have no live rows). A model bigger than the whole budget, or one that only fits by
+  unloading models in use or loading, raises ``OverBudgetError`` naming the numbers.
+* ``in_use`` is released on every path, including a caller cancelled while its model loads (the
+  load finishes in its thread and the hold is dropped when it does).
+* Remote specs (``backend="openai"``) are held too, as a ``RemoteEngine``: no weights, no budget.
 * ``cleanup()`` really frees memory: drop every reference, ``gc.collect()``,
   ``torch.cuda.empty_cache()``.
 * Safe from threads and from many coroutines: state is guarded by a lock, loads run in a worker
@@ -26,17 +31,24 @@ from typing import Any
 from liquid_shared.config import get_settings
 from liquid_shared.models.backend import GenRequest, GenResult, LocalLiquidModel
 from liquid_shared.models.batcher import MicroBatcher
-from liquid_shared.models.errors import OverBudgetError
+from liquid_shared.models.errors import ModelBusy, OverBudgetError
 from liquid_shared.models.loading import estimate_weight_bytes, placement_for, resolve_source
 from liquid_shared.models.spec import ModelSpec
 
 
 @dataclass
 class _Entry:
-    backend: LocalLiquidModel
+    backend: Any  # LocalLiquidModel, or a RemoteEngine for a remote spec
     last_used: float
     in_use: int = 0
     batchers: Any = field(default_factory=weakref.WeakKeyDictionary)
+
+    def live_rows(self) -> int:
+        """Requests queued or decoding in this model's batchers (callers may have gone away)."""
+        return sum(b.live_rows for b in list(self.batchers.values()))
+
+    def idle(self) -> bool:
+        return self.in_use == 0 and self.live_rows() == 0
 
 
 def _gib(n: int | float) -> str:
@@ -51,6 +63,7 @@ class ModelRegistry:
         self._entries: dict[ModelSpec, _Entry] = {}
         self._lock = threading.RLock()
         self._load_locks: dict[ModelSpec, threading.Lock] = {}
+        self._reserved: dict[ModelSpec, int] = {}  # bytes of loads in progress, counted in the budget
         self.load_counts: Counter[ModelSpec] = Counter()
         self.unload_counts: Counter[ModelSpec] = Counter()
         self.peak_weight_bytes = 0
@@ -90,8 +103,17 @@ class ModelRegistry:
                     entry.in_use += 1
                     entry.last_used = time.monotonic()
                     return entry.backend
-            self._make_room(spec)
-            backend = LocalLiquidModel(spec)
+            if spec.is_remote:
+                from liquid_shared.models.remote import RemoteEngine
+
+                backend = RemoteEngine(spec)
+            else:
+                self._reserve(spec)
+                try:
+                    backend = LocalLiquidModel(spec)
+                finally:
+                    with self._lock:
+                        self._reserved.pop(spec, None)
             with self._lock:
                 self._entries[spec] = _Entry(backend=backend, last_used=time.monotonic(), in_use=1)
                 self.load_counts[spec] += 1
@@ -112,7 +134,9 @@ class ModelRegistry:
         self.release(spec)
         return backend
 
-    def _make_room(self, spec: ModelSpec) -> None:
+    def _reserve(self, spec: ModelSpec) -> None:
+        """Check the budget and reserve ``spec``'s estimated bytes, under one lock with the loads
+        in progress counted, unloading idle LRU models to make room."""
         source, extra = resolve_source(spec)  # fails fast on unknown ids / missing paths
         placement = placement_for(spec)
         need = estimate_weight_bytes(source, extra, placement)
@@ -123,15 +147,16 @@ class ModelRegistry:
                 f"{_gib(budget)}; raise LIQUID_MEMORY_BUDGET_GB, pick a smaller model, or use dtype='bf16'"
             )
         with self._lock:
-            while self.loaded_bytes + need > budget:
-                idle = [(e.last_used, s) for s, e in self._entries.items() if e.in_use == 0]
+            while self.loaded_bytes + sum(self._reserved.values()) + need > budget:
+                idle = [(e.last_used, s) for s, e in self._entries.items() if e.idle()]
                 if not idle:
-                    busy = ", ".join(s.model for s in self._entries)
+                    busy = ", ".join([s.model for s in self._entries] + [f"{s.model} (loading)" for s in self._reserved])
                     raise OverBudgetError(
                         f"model {spec.model!r} ({_gib(need)}) does not fit the {_gib(budget)} budget next to "
                         f"models in use ({busy}); wait for them to finish or raise the budget"
                     )
                 self._unload_locked(min(idle, key=lambda t: t[0])[1])
+            self._reserved[spec] = need
 
     # ------------------------------------------------------------- unloading
     def _unload_locked(self, spec: ModelSpec) -> None:
@@ -143,35 +168,60 @@ class ModelRegistry:
         _free_memory()
 
     def unload(self, spec: ModelSpec) -> bool:
-        """Unload one idle model; returns False if it was not loaded. Raises if it is in use."""
+        """Unload one idle model; returns False if it was not loaded. Raises ``ModelBusy`` while a
+        caller holds it or its batchers still have rows queued or decoding."""
         with self._lock:
             entry = self._entries.get(spec)
             if entry is None:
                 return False
-            if entry.in_use:
-                raise RuntimeError(f"model {spec.model!r} is in use by {entry.in_use} caller(s); cannot unload")
+            if not entry.idle():
+                raise ModelBusy(
+                    f"model {spec.model!r} is in use ({entry.in_use} caller(s), {entry.live_rows()} live row(s)); "
+                    "cannot unload it until they finish"
+                )
             self._unload_locked(spec)
             return True
+
+    def in_use(self, spec: ModelSpec) -> int:
+        """Callers holding ``spec`` now (0 when it is idle or not loaded)."""
+        with self._lock:
+            entry = self._entries.get(spec)
+            return entry.in_use if entry else 0
 
     def cleanup(self) -> None:
         """Unload every idle model and return the memory (gc + CUDA cache)."""
         with self._lock:
-            for spec in [s for s, e in self._entries.items() if e.in_use == 0]:
+            for spec in [s for s, e in self._entries.items() if e.idle()]:
                 self._unload_locked(spec)
         _free_memory()
 
     # ------------------------------------------------------------ generation
+    async def hold(self, spec: ModelSpec) -> Any:
+        """``acquire`` in a worker thread, safe against cancellation: a caller cancelled while the
+        model loads does not leave it held (the hold is released when the load finishes)."""
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(None, self.acquire, spec)
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception() or self.release(spec))
+            raise
+
+    def batcher(self, spec: ModelSpec) -> MicroBatcher:
+        """The micro-batcher of a loaded local ``spec`` for the running event loop."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            entry = self._entries[spec]
+            batcher = entry.batchers.get(loop)
+            if batcher is None:
+                batcher = entry.batchers[loop] = MicroBatcher(entry.backend, spec.max_batch_size)
+            return batcher
+
     async def generate(self, spec: ModelSpec, req: GenRequest) -> GenResult:
         """Generate through the model's micro-batcher for the running event loop."""
-        backend = await asyncio.to_thread(self.acquire, spec)
+        await self.hold(spec)
         try:
-            loop = asyncio.get_running_loop()
-            with self._lock:
-                entry = self._entries[spec]
-                batcher = entry.batchers.get(loop)
-                if batcher is None:
-                    batcher = entry.batchers[loop] = MicroBatcher(backend, spec.max_batch_size)
-            return await batcher.submit(req)
+            return await self.batcher(spec).submit(req)
         finally:
             self.release(spec)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # LiquidAI's published generation defaults for LFM2.
 LFM2_SAMPLING = {"temperature": 0.3, "min_p": 0.15, "repetition_penalty": 1.05}
@@ -14,13 +14,25 @@ class ModelSpec(BaseModel):
     """A loadable model. Hashable: the registry loads each distinct spec once.
 
     ``model`` is a hub id (``LiquidAI/LFM2-1.2B``), a local folder, or an offline alias
-    (``offline:smollm2-135m-instruct``).
+    (``offline:smollm2-135m-instruct``); for a remote engine (``backend="openai"``) it is the
+    model's name on the server, and ``base_url`` (``http://host:8000/v1``) says where the server
+    is. Sampling fields apply to both backends.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     model: str
-    backend: Literal["transformers"] = "transformers"
+    backend: Literal["transformers", "openai"] = Field(
+        "transformers",
+        description="'transformers': in-process (our continuous batcher); 'openai': a remote OpenAI-compatible "
+        "engine (vLLM, llama.cpp's llama-server, ...) through pydantic-ai's OpenAIChatModel.",
+    )
+    base_url: str | None = Field(None, description="Remote engine's OpenAI-compatible API root, e.g. http://127.0.0.1:8080/v1.")
+    api_key_env: str | None = Field(
+        None, description="Name of the environment variable holding the remote engine's API key (None: no key)."
+    )
+    request_timeout_s: float = Field(120.0, gt=0, description="Remote engine: seconds before one request times out.")
+    max_retries: int = Field(4, ge=0, description="Remote engine: retries (exponential backoff) on HTTP 429/503 only.")
     dtype: str | None = Field(
         None,
         description="'bf16', 'fp16', 'fp32'; None = LIQUID_DTYPE, else bf16 on CUDA (fp16 without bf16 "
@@ -31,7 +43,10 @@ class ModelSpec(BaseModel):
     min_p: float = Field(LFM2_SAMPLING["min_p"], ge=0, le=1)
     repetition_penalty: float = Field(LFM2_SAMPLING["repetition_penalty"], gt=0)
     max_new_tokens: int = Field(384, ge=1)
-    max_batch_size: int = Field(16, ge=1, description="Most requests decoding at once in one running batch.")
+    max_batch_size: int = Field(
+        16, ge=1, description="Most requests decoding at once in one running batch; for a remote engine, the most "
+        "requests in flight to it from this process (match the server's --parallel slots).",
+    )
     context_overflow: Literal["truncate", "error"] = Field(
         "truncate",
         description="Prompt longer than the context window minus max_new_tokens: 'truncate' keeps the "
@@ -50,7 +65,22 @@ class ModelSpec(BaseModel):
         200, ge=1, description="Grammar cap on output strings that have no max_length of their own."
     )
     default_max_items: int = Field(8, ge=1, description="Grammar cap on output lists that have no max_length.")
-    seed: int | None = Field(0, description="Sampling seed per request batch (None = nondeterministic).")
+    seed: int | None = Field(
+        0, description="Sampling seed per request (each row draws from its own generator, so a seeded output does "
+        "not depend on its batch-mates); None = nondeterministic.",
+    )
+
+    @model_validator(mode="after")
+    def _remote_needs_url(self) -> ModelSpec:
+        if self.backend == "openai" and not self.base_url:
+            raise ValueError(f"ModelSpec(model={self.model!r}, backend='openai') needs base_url (the server's /v1 URL)")
+        if self.backend == "transformers" and (self.base_url or self.api_key_env):
+            raise ValueError(f"ModelSpec(model={self.model!r}): base_url/api_key_env need backend='openai'")
+        return self
+
+    @property
+    def is_remote(self) -> bool:
+        return self.backend != "transformers"
 
     @property
     def label(self) -> str:
