@@ -21,6 +21,11 @@ class ModelSpec(BaseModel):
 
     model: str
     backend: Literal["transformers"] = "transformers"
+    adapter: str | None = Field(
+        None,
+        description="Folder of a PEFT LoRA adapter trained on `model` (liquid_finetune); the registry loads "
+        "the base, applies the adapter and merges it into the weights (same decoding speed as the base).",
+    )
     dtype: str | None = Field(
         None,
         description="'bf16', 'fp16', 'fp32'; None = LIQUID_DTYPE, else bf16 on CUDA (fp16 without bf16 "
