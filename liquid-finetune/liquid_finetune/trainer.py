@@ -208,7 +208,6 @@ def finetune(config: FinetuneConfig) -> FinetuneResult:
         disable_tqdm=True,
         dataloader_num_workers=0,
         dataset_num_proc=None,
-        gradient_checkpointing=False,
         remove_unused_columns=True,
     )
     peft_config = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,

@@ -69,6 +69,7 @@ def _check_run(result, base: Path):
     registry.cleanup()
 
 
+@pytest.mark.slow
 def test_lora_on_tiny_llama(tiny_llama, tiny_llama_other, tiny_chat_file, tmp_path):
     result = _train(tiny_llama, tiny_chat_file, tmp_path / "run", merge=True)
     assert result.n_train == 12 and result.n_eval == 4
@@ -96,7 +97,8 @@ def test_lora_on_tiny_llama(tiny_llama, tiny_llama_other, tiny_chat_file, tmp_pa
         ModelRegistry(budget_bytes=2**30).get(ModelSpec(model=str(tiny_llama), adapter=str(tmp_path)))
 
 
-def test_lora_on_tiny_lfm2_through_the_cli(tiny_lfm2, tiny_chat_file, tmp_path):
+@pytest.mark.slow
+def test_lora_on_tiny_lfm2_and_the_cli(tiny_lfm2, tiny_chat_file, tmp_path):
     from typer.testing import CliRunner
 
     from liquid_finetune.finetune import app
