@@ -3,12 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PACKAGES := -e ./liquid-shared-core -e ./liquid-etl-pipeline -e ./liquid-rag-runtime -e ./liquid-lvm -e ./experiments
+PACKAGES := -e ./liquid-shared-core -e ./liquid-etl-pipeline -e ./liquid-rag-runtime -e ./liquid-lvm -e ./liquid-finetune -e ./experiments
 
 .PHONY: install run test test-fast bench lint llama-server
 
 $(STAMP): pyproject.toml liquid-shared-core/pyproject.toml liquid-etl-pipeline/pyproject.toml \
-          liquid-rag-runtime/pyproject.toml liquid-lvm/pyproject.toml experiments/pyproject.toml requirements-dev.txt
+          liquid-rag-runtime/pyproject.toml liquid-lvm/pyproject.toml liquid-finetune/pyproject.toml experiments/pyproject.toml requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch is pinned in the same pip call as everything that needs it (PyPI's build has CUDA).

@@ -97,6 +97,10 @@ def load_model_and_tokenizer(spec: ModelSpec) -> tuple[Any, Any, Placement]:
             model = AutoModelForCausalLM.from_pretrained(source, **placement.load_kwargs(), **extra)
     except OSError as exc:
         raise ModelLoadError(f"cannot load model {spec.model!r} from {source}: {exc}") from exc
+    if spec.adapter is not None:
+        from liquid_shared.models.adapters import apply_adapter
+
+        model = apply_adapter(model, spec.adapter, base_name=spec.model)
     if placement.device_map is None:
         model.to(placement.device)
     model.eval()

@@ -33,6 +33,11 @@ class ModelSpec(BaseModel):
     )
     request_timeout_s: float = Field(120.0, gt=0, description="Remote engine: seconds before one request times out.")
     max_retries: int = Field(4, ge=0, description="Remote engine: retries (exponential backoff) on HTTP 429/503 only.")
+    adapter: str | None = Field(
+        None,
+        description="Folder of a PEFT LoRA adapter trained on `model` (liquid_finetune); the registry loads "
+        "the base, applies the adapter and merges it into the weights (same decoding speed as the base).",
+    )
     dtype: str | None = Field(
         None,
         description="'bf16', 'fp16', 'fp32'; None = LIQUID_DTYPE, else bf16 on CUDA (fp16 without bf16 "
