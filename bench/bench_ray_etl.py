@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -120,6 +121,7 @@ def main() -> None:
             if target.is_file():
                 print(f"{design}: measured already ({target})")
                 continue
+            shutil.rmtree(args.out / "runs" / design, ignore_errors=True)  # a killed attempt's shards would be skipped
             result = measure(design, args)
             target.write_text(json.dumps(result, indent=2))
             print(json.dumps(result))

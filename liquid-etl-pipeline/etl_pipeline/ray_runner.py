@@ -57,6 +57,9 @@ MAX_ATTEMPTS = 3
 ACTOR_MAX_RESTARTS = 3
 """Ray restarts a killed worker this many times (each restart loads its model again)."""
 
+RESTART_WAIT_SECONDS = 600.0
+"""How long the driver waits for Ray to bring a lost worker back before counting it dead."""
+
 INSTALL_HINT = "Ray is not installed: pip install 'liquid-etl-pipeline[ray]'"
 
 
@@ -318,7 +321,7 @@ def _done(store: ShardStore, item: SourceItem, fingerprint: str) -> bool:
 
 
 def _process_on_workers(ray, config: EtlConfig, todo: list[SourceItem], plan: ClusterPlan, events: RayEvents) -> dict[str, Any]:
-    from ray.exceptions import RayActorError
+    from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
     per_worker = config.effective_docs_in_flight
     n = min(plan.workers, len(todo))
@@ -329,21 +332,25 @@ def _process_on_workers(ray, config: EtlConfig, todo: list[SourceItem], plan: Cl
     actors = [actor_class.remote(config, env, plan.cpus_per_worker) for _ in range(n)]
     infos = ray.get([a.info.remote() for a in actors])
     workers = [WorkerInfo(index=i, pid=info["pid"], host=info["host"]) for i, info in enumerate(infos)]
+    first_pids = [w.pid for w in workers]
     events.workers_started(workers)
 
     queue: deque[SourceItem] = deque(todo)
     attempts: dict[str, int] = {}
-    pending: dict[Any, tuple[int, SourceItem, float]] = {}
+    pending: dict[Any, tuple[int, SourceItem, float]] = {}  # document calls: worker, document, when submitted
+    probes: dict[Any, int] = {}  # info() calls to a lost worker: they return once Ray has restarted it
     load = [0] * n
     outcomes: list[dict[str, Any]] = []
     lost: list[dict[str, Any]] = []
     retries = 0
     dead: set[int] = set()
+    restarting: set[int] = set()
+    restart_began: dict[int, float] = {}
     overheads: list[float] = []  # driver round trip minus the worker's own time, per document
 
     def submit() -> None:
         for w in range(n):
-            while queue and w not in dead and load[w] < per_worker:
+            while queue and w not in dead and w not in restarting and load[w] < per_worker:
                 item = queue.popleft()
                 attempts[item.doc_id] = attempts.get(item.doc_id, 0) + 1
                 pending[actors[w].process.remote(item)] = (w, item, time.perf_counter())
@@ -351,27 +358,45 @@ def _process_on_workers(ray, config: EtlConfig, todo: list[SourceItem], plan: Cl
 
     try:
         submit()
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
+        while pending or probes:  # a lost worker's restart is awaited even at the end, for its report
+            ready, _ = ray.wait([*pending, *probes], num_returns=1)
             ref = ready[0]
+            if ref in probes:  # a lost worker is back (a new process, its model not loaded yet) or gone for good
+                w = probes.pop(ref)
+                try:
+                    workers[w].pid = ray.get(ref)["pid"]
+                except ActorUnavailableError:  # still restarting: ask again shortly
+                    if time.monotonic() - restart_began[w] < RESTART_WAIT_SECONDS:
+                        time.sleep(0.5)
+                        probes[actors[w].info.remote()] = w
+                        continue
+                    dead.add(w)
+                except RayActorError:  # out of restarts, or its node is gone
+                    dead.add(w)
+                restarting.discard(w)
+                submit()
+                continue
             w, item, submitted = pending.pop(ref)
             load[w] -= 1
             round_trip = time.perf_counter() - submitted
             try:
                 outcome = ray.get(ref)
             except RayActorError as exc:
-                workers[w].lost += 1
-                lost.append({"worker": w, "pid": workers[w].pid, "source": item.source, "error": str(exc).splitlines()[0][:300]})
-                events.worker_lost(workers[w], item, str(exc).splitlines()[0])
-                if workers[w].lost > ACTOR_MAX_RESTARTS:
-                    dead.add(w)
+                first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                lost.append({"worker": w, "pid": workers[w].pid, "source": item.source, "error": first_line[:300]})
+                events.worker_lost(workers[w], item, first_line)
+                if w not in restarting and w not in dead:
+                    workers[w].lost += 1
+                    restarting.add(w)
+                    restart_began[w] = time.monotonic()
+                    probes[actors[w].info.remote()] = w
                 if attempts[item.doc_id] < MAX_ATTEMPTS:
                     retries += 1
-                    queue.appendleft(item)  # a retry goes first; the shard check makes it idempotent
-                if len(dead) == n:
-                    break  # no worker left: what is not done is reported missing; re-run to resume
+                    queue.appendleft(item)  # a retry goes first; the worker's shard check makes it idempotent
                 submit()
                 continue
+            except RayTaskError as exc:  # an exception outside the per-document guard (e.g. the embedder's load)
+                raise FatalError(f"a worker failed on {item.source}: {str(exc).splitlines()[0]}") from None
             if outcome["status"] == "fatal":
                 raise FatalError(f"the model could not be used on a worker: {outcome['error']}")
             workers[w].done += 1
@@ -381,9 +406,10 @@ def _process_on_workers(ray, config: EtlConfig, todo: list[SourceItem], plan: Cl
             outcomes.append(outcome)
             events.document_done(workers[w], outcome)
             submit()
+        # what is still queued here had no live worker left: reported missing; the same command resumes it
         per_worker_stats = []
         for w, actor in enumerate(actors):
-            entry = {"index": w, "first_pid": workers[w].pid, "documents": workers[w].done, "lost": workers[w].lost}
+            entry = {"index": w, "first_pid": first_pids[w], "documents": workers[w].done, "restarts": workers[w].lost}
             if w not in dead:
                 try:
                     entry.update(ray.get(actor.stats.remote(), timeout=30))

@@ -101,6 +101,7 @@ class _KillOneWorker(RayEvents):
     def __init__(self, out: Path):
         self.out = out
         self.killed: WorkerInfo | None = None
+        self.killed_pid = 0
         self.in_flight_then: set[str] = set()
         self._timer: threading.Timer | None = None
 
@@ -113,7 +114,7 @@ class _KillOneWorker(RayEvents):
     def _kill(self, worker: WorkerInfo) -> None:
         docs = self.out / "docs"
         self.in_flight_then = {p.name for p in docs.iterdir() if not p.name.startswith(".")}
-        self.killed = worker
+        self.killed, self.killed_pid = worker, worker.pid
         os.kill(worker.pid, signal.SIGKILL)
 
 
@@ -127,11 +128,12 @@ def test_a_worker_killed_mid_document_ends_with_every_document_done_once(cluster
     ray_report = result.report["ray"]
     assert ray_report["retries"] == 1 and len(ray_report["lost"]) == 1, ray_report
     lost = ray_report["lost"][0]
-    assert lost["pid"] == events.killed.pid
+    assert lost["pid"] == events.killed_pid
     lost_doc = next(d for d in _lines(out / "chunks.jsonl") if d["metadata"]["source"] == lost["source"])["doc_id"]
     assert lost_doc not in events.in_flight_then, "the killed document was already done: the kill was not mid-document"
     killed = ray_report["per_worker"][events.killed.index]
-    assert killed["pid"] != events.killed.pid, "Ray did not restart the killed worker"
+    assert killed["first_pid"] == events.killed_pid and killed["restarts"] == 1
+    assert killed["pid"] != events.killed_pid, "Ray did not restart the killed worker"
     # every document done exactly once, nothing left half-written
     manifest = json.loads((out / "manifest.json").read_text())["documents"]
     assert sorted(d["status"] for d in manifest) == ["done"] * len(DOCS)
