@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PACKAGES := -e ./liquid-shared-core -e ./liquid-etl-pipeline -e ./liquid-rag-runtime -e ./liquid-lvm -e ./liquid-finetune -e ./experiments
+PACKAGES := -e ./liquid-shared-core -e './liquid-etl-pipeline[ray]' -e ./liquid-rag-runtime -e ./liquid-lvm -e ./liquid-finetune -e ./experiments
 
-.PHONY: install run test test-fast bench lint llama-server
+.PHONY: install run test test-fast bench lint llama-server tracking-server
 
 $(STAMP): pyproject.toml liquid-shared-core/pyproject.toml liquid-etl-pipeline/pyproject.toml \
           liquid-rag-runtime/pyproject.toml liquid-lvm/pyproject.toml liquid-finetune/pyproject.toml experiments/pyproject.toml requirements-dev.txt
@@ -41,3 +41,6 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check .
+
+tracking-server: install  ## a shared MLflow server on 127.0.0.1:5000 (sqlite store + artifacts in ./mlflow-server)
+	$(BIN)/python -m liquid_shared.tracking_server --store mlflow-server --host 127.0.0.1 --port 5000

@@ -50,6 +50,7 @@ _EXPORTS = {
     "grounding_score": "etl_pipeline.grounding",
     "near_duplicate_mask": "etl_pipeline.dedup",
     "RichEvents": "etl_pipeline.progress",
+    "run_on_ray": "etl_pipeline.ray_runner",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -84,6 +84,13 @@ def main(
     temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy decoding (reproducible).")] = 0.0,
     no_track: Annotated[bool, typer.Option("--no-track", help="Do not log the run to MLflow.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    ray: Annotated[
+        str | None, typer.Option("--ray", metavar="ADDRESS", help="Distribute documents over Ray workers: 'local' starts a "
+                                 "local cluster, 'auto' or 'ray://host:port' joins one (needs liquid-etl-pipeline[ray]; "
+                                 "--docs-in-flight is then per worker).")
+    ] = None,
+    ray_workers: Annotated[int | None, typer.Option(help="With --ray: number of workers (default: one per cluster CPU).")] = None,
+    ray_worker_cpus: Annotated[int | None, typer.Option(help="With --ray: CPUs per worker (default: cluster CPUs / workers).")] = None,
 ) -> None:
     console = Console(stderr=True)
     fields = {
@@ -119,6 +126,11 @@ def main(
         raise typer.Exit(1) from None
     if dry_run:
         raise typer.Exit(_dry_run(config, console))
+    if ray is not None:  # the Ray path: etl_pipeline.ray_runner
+        from etl_pipeline.ray_runner import run_cli
+
+        raise typer.Exit(run_cli(config, console, ray, workers=ray_workers, cpus_per_worker=ray_worker_cpus, quiet=quiet,
+                                 track=not no_track))
     raise typer.Exit(_run(config, console, quiet=quiet, track=not no_track))
 
 
