@@ -32,13 +32,14 @@ class LvmModelSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$", description="Name in the tables.")
-    model_type: Literal["lstm", "gru", "transformer", "mamba"]
-    width: int = Field(256, ge=4)
-    depth: int = Field(2, ge=1)
-    dropout: float = Field(0.1, ge=0, lt=1)
-    loss: dict[Literal["mse", "cosine", "infonce"], float] = Field(default_factory=lambda: {"infonce": 1.0})
-    temperature: float = Field(0.05, gt=0)
-    lr: float = Field(1e-3, gt=0)
+    model_type: Literal["lstm", "gru", "transformer", "mamba"] = Field(description="Sequence core.")
+    width: int = Field(256, ge=4, description="Hidden width.")
+    depth: int = Field(2, ge=1, description="Layers / blocks.")
+    dropout: float = Field(0.1, ge=0, lt=1, description="Dropout.")
+    loss: dict[Literal["mse", "cosine", "infonce"], float] = Field(
+        default_factory=lambda: {"infonce": 1.0}, description="Loss mixture {name: weight}.")
+    temperature: float = Field(0.05, gt=0, description="InfoNCE temperature.")
+    lr: float = Field(1e-3, gt=0, description="Peak learning rate (AdamW, warm-up + cosine).")
     residual: bool = Field(True, description="Predict last context vector + a learned change (starts at copy-last).")
 
 
@@ -59,20 +60,23 @@ class LvmNextChunkConfig(ExperimentConfig):
                                                      "None = $LIQUID_DATA_DIR/wikipedia/articles.jsonl.")
     max_documents: int | None = Field(None, ge=3, description="Use the first N documents only.")
     context: int = Field(8, ge=1, description="Context length T.")
-    stride: int = Field(1, ge=1)
-    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    models: list[LvmModelSpec] = Field(default_factory=lambda: [m.model_copy() for m in DEFAULT_MODELS])
-    epochs: int = Field(10, ge=1)
-    max_steps: int | None = Field(None, ge=1)
-    batch_size: int = Field(128, ge=2)
+    stride: int = Field(1, ge=1, description="Step between window starts.")
+    fractions: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="Train, val, test shares of the "
+                                                  "documents (split by document with the seed).")
+    models: list[LvmModelSpec] = Field(default_factory=lambda: [m.model_copy() for m in DEFAULT_MODELS],
+                                       description="Models to train: {name, model_type, width, depth, dropout, "
+                                                   "loss, temperature, lr, residual}.")
+    epochs: int = Field(10, ge=1, description="Epochs at most per model.")
+    max_steps: int | None = Field(None, ge=1, description="Optimiser steps at most per model (None = epochs).")
+    batch_size: int = Field(128, ge=2, description="Global batch size.")
     bank_size: int = Field(1024, ge=0, description="InfoNCE negatives per step from the training chunks.")
-    eval_every: int = Field(100, ge=1)
-    patience: int | None = Field(4, ge=1)
-    rollout: int = Field(3, ge=1, le=10)
+    eval_every: int = Field(100, ge=1, description="Validate (val Recall@10, whole val bank) every N steps.")
+    patience: int | None = Field(4, ge=1, description="Early stopping after N validations without gain.")
+    rollout: int = Field(3, ge=1, le=10, description="Rollout steps (predictions fed back as context).")
     ood_documents: Path | None = Field(None, description="Out-of-domain documents for the best model "
                                                          "(e.g. $LIQUID_DATA_DIR/squad/dev-v2.0-3articles.json).")
-    n_boot: int = Field(2000, ge=100)
-    alpha: float = Field(0.05, gt=0, lt=1)
+    n_boot: int = Field(2000, ge=100, description="Bootstrap resamples for the CIs.")
+    alpha: float = Field(0.05, gt=0, lt=1, description="Significance level after Holm correction.")
     checkpoint_dir: Path | None = Field(None, description="Where checkpoints go (reused with resume); None = the "
                                                           "run folder.")
     resume: bool = Field(True, description="Continue a model from its last.pt in checkpoint_dir when present.")
