@@ -81,6 +81,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--long-chars", type=int, default=200_000)
+    ap.add_argument("--windows", default="32,1000000", help="Comma-separated chunk windows to measure.")
     args = ap.parse_args()
     rows = []
     for size in (40_000, 61_440, 100_000, 132_404):
@@ -94,7 +95,7 @@ def main() -> None:
     memory = []
     if not args.skip_memory:
         for n_chars in (2_000, args.long_chars):
-            for window in (32, 1_000_000):
+            for window in (int(w) for w in args.windows.split(",")):
                 res = memory_case(n_chars, window)
                 memory.append({"chars": n_chars, "chunk_window": window, **res})
         print("\n| text chars | chunk window | chunks | most chunks in flight | peak RSS MiB |")
