@@ -70,9 +70,10 @@ def main(
     categories: Annotated[str | None, typer.Option(help="Comma-separated classification labels.")] = None,
     llm_boundaries: Annotated[bool, typer.Option("--llm-boundaries", help="Let the model propose chunk boundaries.")] = False,
     qa_mode: Annotated[str, typer.Option(
-        help="'extractive' (default): the answer is a span of the chunk, a question is written for it and kept only "
-        "when a reader, answering under the copy constraint, finds the same span; 'abstractive': free question and answer."
-    )] = "extractive",
+        help="'abstractive' (default): the model writes question and answer freely; 'extractive': the answer is a span "
+        "of the chunk, a question is written for it and kept only when a reader, answering under the copy constraint, "
+        "finds the same span."
+    )] = "abstractive",
     roundtrip_threshold: Annotated[float, typer.Option(
         help="Extractive mode: least token F1 (0-1) between the reader's span and the intended answer.")] = 0.5,
     grounding_threshold: Annotated[

@@ -52,7 +52,7 @@ async def test_roundtrip_keeps_a_pair_only_when_the_reader_agrees(wrong: bool, t
     async def encode(texts):  # not used by the QA stage
         return np.zeros((len(texts), 4), dtype="float32")
 
-    cfg = EtlConfig(input_dir=tmp_path, output_dir=tmp_path / "out", stages=("qa",), qa_per_chunk=2)
+    cfg = EtlConfig(input_dir=tmp_path, output_dir=tmp_path / "out", stages=("qa",), qa_per_chunk=2, qa_mode="extractive")
     stages = ChunkStages(cfg, _Reader(wrong), concurrency=2, encode=encode)
     stats = DocStats()
     items = await stages.extractive_qa(_chunk(), stats)
@@ -74,7 +74,7 @@ def test_alpaca_export_follows_the_convention_field_by_field(tmp_path: Path):
     docs.mkdir()
     (docs / "normans.txt").write_text(TEXT + "\n", encoding="utf-8")
     out = tmp_path / "run"
-    result = run(EtlConfig(input_dir=docs, output_dir=out, stages=("qa",)), model_provider=ScriptedModels(), track=False)
+    result = run(EtlConfig(input_dir=docs, output_dir=out, stages=("qa",), qa_mode="extractive"), model_provider=ScriptedModels(), track=False)
     assert result.exit_code == EXIT_OK, result.report["errors"]
     chunks = {c.chunk_id: c for c in read_jsonl(out / "chunks.jsonl", Chunk)}
     pairs = {p.qa_id: p for p in read_jsonl(out / "qa_pairs.jsonl", QAPair)}
@@ -89,3 +89,11 @@ def test_alpaca_export_follows_the_convention_field_by_field(tmp_path: Path):
         assert row["input"] == chunks[pair.chunk_id].text  # the context
         assert row["output"] == pair.answer  # the answer
         assert row["output"] in row["input"]  # extractive: the answer is a span of its context
+
+
+def test_qa_generation_measures():
+    from experiments.catalog.qa_generation import answer_type, distinct_n, question_word
+
+    assert [answer_type(a) for a in ("in 1066", "12 ships", "Rollo", "raiders")] == ["date", "number", "name", "other"]
+    assert question_word("When did they land?") == "when" and question_word("Did they?") == "other"
+    assert distinct_n(["a b a b"], 1) == 0.5 and distinct_n(["a b", "a b"], 2) == 0.5
