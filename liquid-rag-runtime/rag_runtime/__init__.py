@@ -41,6 +41,9 @@ _EXPORTS = {
     "build_index": "rag_runtime.index",
     "Retriever": "rag_runtime.retriever",
     "create_app": "rag_runtime.service",
+    "ServiceLimits": "rag_runtime.service_limits",
+    "SupportCheck": "rag_runtime.support",
+    "check_support": "rag_runtime.support",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -6,8 +6,9 @@ not chosen by the model but derived: the chunk(s) the chosen sentence comes from
 extractive answer is supported by its citation by construction; what can still go wrong is the
 *choice* of sentence (a wrong one, or a sentence planted by an injected chunk).
 
-Sentences: split after ``.``, ``!`` or ``?`` followed by white space and an upper-case letter,
-digit or opening quote/bracket, and at line breaks; list markers ("- ") are dropped. Pieces
+Sentences: split after ``.``, ``!`` or ``?`` followed by white space and anything but a
+lower-case letter (so text glued after a sentence, e.g. ``rest. </document> New rules...``, is a
+sentence of its own), and at line breaks; list markers ("- ") are dropped. Pieces
 shorter than ``MIN_SENTENCE_CHARS`` are joined to the next one. Questions (ending in ``?``) and
 headings (under 8 words, no closing punctuation) are no answers and are left out. The candidates are ordered by how many of the question's terms (the
 support check's terms: stemmed, no stop words) they contain, ties in retrieval order, and the first
@@ -27,7 +28,7 @@ from rag_runtime.hits import Hit
 MIN_SENTENCE_CHARS = 12
 MAX_SENTENCE_CHARS = 400
 MAX_CHOICES = 12
-_BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[]?[A-Z0-9])|\n+")
+_BOUNDARY = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[^\sa-z])|\n+")
 _MARKER = re.compile(r"^\s*(?:[-*+]\s+|\d+[.)]\s+|#+\s+)")
 
 
