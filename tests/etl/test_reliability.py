@@ -339,11 +339,11 @@ def test_long_documents_go_through_the_stages_in_bounded_windows(tmp_path: Path)
     assert n_chunks >= 12
     assert result.report["this_run"]["most_chunks_in_flight_per_document"] == 4
     assert max(windowed.max_stage_in_flight.values()) <= 4 * 2  # a window's chunks (the judge: 2 pairs each)
-    assert windowed.max_stage_in_flight["MetadataOut"] <= 4
+    assert windowed.max_stage_in_flight["GroundedMetadataOut"] <= 4
     whole = ScriptedModels(hold_until=8, hold_seconds=0.3)
     wide = _run(docs, tmp_path / "whole", whole, chunk_window=1000, concurrency=64)
     assert wide.report["this_run"]["most_chunks_in_flight_per_document"] == n_chunks
-    assert whole.max_stage_in_flight["MetadataOut"] > 4  # without windows every chunk is in flight at once
+    assert whole.max_stage_in_flight["GroundedMetadataOut"] > 4  # without windows every chunk is in flight at once
     assert _outputs(tmp_path / "windowed") == _outputs(tmp_path / "whole")  # windows change memory, not records
 
 
