@@ -203,17 +203,22 @@ def connect(address: str, *, num_cpus: int | None = None, object_store_memory: i
         import ray
     except ImportError:
         raise FatalError(INSTALL_HINT) from None
-    if ray.is_initialized():
+    if address not in ("local", "auto") and not address.startswith("ray://"):
+        raise FatalError(f"--ray {address!r}: expected 'local', 'auto' or 'ray://host:port'")
+    if ray.is_initialized():  # this process already joined or started a cluster: use it
         return False
     if address == "local":
         # Ray starts workers at niceness 15; on a machine shared with other work that starves them, and a
         # one-process run (niceness 0) would not be compared on equal terms. An explicit setting wins.
         os.environ.setdefault("RAY_worker_niceness", "0")
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, object_store_memory=object_store_memory,
-                 log_to_driver=False)
+        settings = {"num_cpus": num_cpus or os.cpu_count(), "include_dashboard": False,
+                    "object_store_memory": object_store_memory, "log_to_driver": False}
+        try:
+            ray.init(**settings)
+        except Exception:  # Ray gives its raylet 30 s to register; an overloaded machine gets a second try
+            ray.shutdown()
+            ray.init(**settings)
         return True
-    if address != "auto" and not address.startswith("ray://"):
-        raise FatalError(f"--ray {address!r}: expected 'local', 'auto' or 'ray://host:port'")
     try:
         ray.init(address=address, log_to_driver=False)
     except Exception as exc:  # ConnectionError, or a client handshake failure
