@@ -37,6 +37,7 @@ from etl_pipeline.config import EtlConfig
 from etl_pipeline.graph import DocState, PipelineDeps, build_document_graph, write_failure
 from etl_pipeline.loaders import SourceItem
 from etl_pipeline.progress import RichEvents
+from etl_pipeline.run_folder import RunFolderError, check_input_folder, hold_output_lock
 from etl_pipeline.runner import (
     EXIT_FATAL,
     EXIT_OK,
@@ -45,9 +46,12 @@ from etl_pipeline.runner import (
     RunResult,
     _fatal_model_error,
     _make_encoder,
+    _registry_provider,
+    _run_notes,
+    discover_input,
     log_to_mlflow,
     peak_rss_bytes,
-    select_sources,
+    plan_work,
 )
 from etl_pipeline.shards import ShardStore
 
@@ -86,12 +90,12 @@ class DocumentWorker:
         self.started = time.time()
 
     def _build(self) -> None:
-        from etl_pipeline.llm_stages import ChunkStages, registry_models
+        from etl_pipeline.llm_stages import ChunkStages
         from etl_pipeline.tmd import TmdAssigner
         from etl_pipeline.token_counter import default_token_counter
 
         embedder, encode = _make_encoder()
-        stages = ChunkStages(self.config, registry_models(self.config.profile), concurrency=self.config.concurrency, encode=encode)
+        stages = ChunkStages(self.config, _registry_provider(self.config), concurrency=self.config.concurrency, encode=encode)
         self._deps = PipelineDeps(
             config=self.config, stages=stages, encode=encode, tmd=TmdAssigner(embedder.encode), shards=self.store,
             counter=default_token_counter(),
@@ -271,13 +275,26 @@ def run_on_ray(
 
 
 def _run(config, address, workers, cpus_per_worker, events, track, num_cpus, object_store_memory, shutdown) -> RunResult:
+    """The driver holds the run folder's lock for the whole run, as a local run does (workers only
+    write their own documents' shards, through temp-then-rename)."""
+    try:
+        with hold_output_lock(config.output_dir):
+            return _run_locked(config, address, workers, cpus_per_worker, events, track, num_cpus, object_store_memory, shutdown)
+    except RunFolderError as exc:
+        raise FatalError(str(exc)) from None
+
+
+def _run_locked(config, address, workers, cpus_per_worker, events, track, num_cpus, object_store_memory, shutdown) -> RunResult:
     started_wall = time.time()
-    every, selected = select_sources(config)
+    found = discover_input(config)
+    every = found.items
+    selected = every[: config.limit] if config.limit else every
+    replaced_input = check_input_folder(config.output_dir, config.input_dir, force=config.force)
     store = ShardStore(config.output_dir)
     store.remove_temporaries()
     store.prune({it.doc_id for it in every})
-    fingerprint = config.fingerprint()
-    todo = [it for it in selected if not _done(store, it, fingerprint)]
+    work = plan_work(config, selected, store)  # the local run's rules: intact, same settings, else redone
+    todo = work.todo
     events.set_documents(len(selected), len(selected) - len(todo))
 
     started_local = connect(address, num_cpus=num_cpus, object_store_memory=object_store_memory)
@@ -311,18 +328,14 @@ def _run(config, address, workers, cpus_per_worker, events, track, num_cpus, obj
         "docs_in_flight_per_worker": config.effective_docs_in_flight, "retries": cluster["retries"], "lost": cluster["lost"],
         "per_worker": cluster["workers"], "dispatch_overhead": cluster["overhead"],
     }
-    report = merge_on_driver(config, selected, store, this_run=this_run, started_at=started_wall, ray_report=ray_report)
-    failed = report["documents"]["failed"] + report["documents"]["missing"]
+    report = merge_on_driver(config, selected, store, this_run=this_run, started_at=started_wall, ray_report=ray_report,
+                             run_notes=_run_notes(found, work, replaced_input))
+    failed = report["documents"]["failed"] + report["documents"]["missing"] + report["documents"]["refused"]
     result = RunResult(exit_code=EXIT_PARTIAL if failed else EXIT_OK, output_dir=config.output_dir, report=report)
     if track:
         result.report["mlflow"] = log_to_mlflow(config, result)
         _write_report(config, result.report)
     return result
-
-
-def _done(store: ShardStore, item: SourceItem, fingerprint: str) -> bool:
-    record = store.read_record(item.doc_id)
-    return record is not None and record.status == "done" and record.fingerprint == fingerprint
 
 
 def _process_on_workers(ray, config: EtlConfig, todo: list[SourceItem], plan: ClusterPlan, events: RayEvents) -> dict[str, Any]:
@@ -432,7 +445,8 @@ def _process_on_workers(ray, config: EtlConfig, todo: list[SourceItem], plan: Cl
     return {"outcomes": outcomes, "workers": per_worker_stats, "retries": retries, "lost": lost, "overhead": overhead}
 
 
-def merge_on_driver(config: EtlConfig, selected, store: ShardStore, *, this_run, started_at, ray_report) -> dict[str, Any]:
+def merge_on_driver(config: EtlConfig, selected, store: ShardStore, *, this_run, started_at, ray_report,
+                    run_notes: dict[str, Any] | None = None) -> dict[str, Any]:
     """The driver's share: merge the shards into the top-level files, run the checks, write the report."""
     from etl_pipeline.merge import merge_run
     from etl_pipeline.quality import check_run
@@ -441,7 +455,8 @@ def merge_on_driver(config: EtlConfig, selected, store: ShardStore, *, this_run,
     store.remove_temporaries()  # folders of documents whose worker was killed mid-write
     dim = int(get_embedder().dim)
     report = merge_run(config, selected, store, this_run=this_run, started_at=started_at,
-                       memory={"driver_peak_rss_bytes": peak_rss_bytes(), "peak_rss_bytes": _cluster_peak(ray_report)}, dim=dim)
+                       memory={"driver_peak_rss_bytes": peak_rss_bytes(), "peak_rss_bytes": _cluster_peak(ray_report)}, dim=dim,
+                       run_notes=run_notes)
     report["ray"] = ray_report
     try:
         quality = check_run(config.output_dir, max_tokens=config.max_chunk_tokens)
