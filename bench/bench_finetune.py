@@ -82,12 +82,18 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/bench_finetune"))
     parser.add_argument("--articles", type=Path, default=Path(os.environ.get("LIQUID_DATA_DIR", REPO.parent / "shared" / "data"))
                         / "wikipedia" / "articles.jsonl")
-    parser.add_argument("--arm", choices=["lora", "full"], help=argparse.SUPPRESS)  # one arm, in a child process
+    parser.add_argument("--arm", choices=["lora", "full"], help="Run one arm only, in this process.")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     data = args.out / "train.jsonl"
     if args.arm:
-        print(json.dumps(arm(args.arm, data, args.out, args.steps, args.batch)))
+        if not data.is_file():
+            from liquid_finetune import write_chat_jsonl
+
+            write_chat_jsonl(data, _conversations(args.articles, args.steps * args.batch))
+        row = arm(args.arm, data, args.out, args.steps, args.batch)
+        (args.out / f"{args.arm}.json").write_text(json.dumps(row, indent=2))  # survives a killed parent
+        print(json.dumps(row))
         return
     from liquid_finetune import write_chat_jsonl
 

@@ -44,7 +44,7 @@ def _default_data_dir() -> Path:
 
 
 class FtDownstreamConfig(ExperimentConfig):
-    etl_run: Path | None = Field(None, description="ETL run folder to take the QA pairs from (--etl-run); None = "
+    etl_run: Path | None = Field(None, description="ETL run folder to take the QA pairs from; None = "
                                  "make one from the Wikipedia sample in cache_dir.")
     articles: Path = Field(default_factory=lambda: _default_data_dir() / "wikipedia" / "articles.jsonl",
                            description="Wikipedia articles JSONL (shared data).")
@@ -53,16 +53,17 @@ class FtDownstreamConfig(ExperimentConfig):
     cache_dir: Path = Field(Path("data/runs/ft_downstream"), description="Resumable work: ETL run, adapters, "
                             "predictions.")
     n_articles: int = Field(10, ge=1, le=200, description="Articles sampled for the ETL run.")
-    max_chunks_per_doc: int = Field(10, ge=1)
+    max_chunks_per_doc: int = Field(10, ge=1, description="Chunks per article in the ETL run (longer ones are cut).")
     max_pairs: int = Field(200, ge=2, description="Most training pairs per variant.")
     n_questions: int = Field(150, ge=2, description="SQuAD questions evaluated (seeded sample of answerable ones).")
-    base_model: str = Field("offline:smollm2-135m-instruct")
-    epochs: float = Field(3.0, gt=0)
-    learning_rate: float = Field(2e-4, gt=0)
-    lora_r: int = Field(8, ge=1)
-    batch_size: int = Field(4, ge=1)
-    eval_fraction: float = Field(0.1, ge=0, lt=1)
-    max_new_tokens: int = Field(24, ge=1)
+    base_model: str = Field("offline:smollm2-135m-instruct", description="Base model the adapters are trained on.")
+    epochs: float = Field(3.0, gt=0, description="Training passes over each variant's pairs.")
+    learning_rate: float = Field(2e-4, gt=0, description="Peak LoRA learning rate (AdamW, linear decay).")
+    lora_r: int = Field(8, ge=1, description="LoRA rank (alpha = 2 r).")
+    batch_size: int = Field(4, ge=1, description="Training examples per step.")
+    eval_fraction: float = Field(0.1, ge=0, lt=1, description="Share of each variant's pairs held out for eval loss "
+                                 "and early stopping (synthetic pairs, never the SQuAD questions).")
+    max_new_tokens: int = Field(24, ge=1, description="Answer budget in tokens (the first line is scored).")
 
 
 def _ensure_etl_run(config: FtDownstreamConfig, ctx: RunContext) -> Path:
