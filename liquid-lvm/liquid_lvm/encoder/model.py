@@ -136,6 +136,14 @@ class IsotropicGaussianEncoder(nn.Module):
         for p in self.head.parameters():
             p.requires_grad_(True)
         self.freeze, self.n_unfrozen = freeze, n_unfrozen
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> IsotropicGaussianEncoder:
+        """A frozen base stays in eval mode (no dropout): it is a fixed function, the one the cache holds."""
+        super().train(mode)
+        if self.freeze == "frozen":
+            self.st[0].eval()
+        return self
 
     def optimizer_groups(self, weight_decay: float, lr_base: float, lr_head: float) -> list[dict[str, Any]]:
         """AdamW groups: head and trainable base, each with its own learning rate (decay on matrices only)."""

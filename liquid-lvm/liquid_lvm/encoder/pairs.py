@@ -67,6 +67,17 @@ class PairSet:
                 PairSet(f"{self.name}[val]", self.queries, self.docs, self.doc_keys, part[1], self.query_keys,
                         self.synthetic, self.notes))
 
+    def compact(self) -> PairSet:
+        """The same pairs with only the queries and documents they use (re-indexed)."""
+        qs = sorted({q for q, _, _ in self.triples})
+        ds = sorted({d for _, p, n in self.triples for d in (p, n) if d >= 0})
+        qi, di = {q: i for i, q in enumerate(qs)}, {d: i for i, d in enumerate(ds)}
+        keys = self.query_keys or [str(i) for i in range(len(self.queries))]
+        return PairSet(self.name, [self.queries[q] for q in qs], [self.docs[d] for d in ds],
+                       [self.doc_keys[d] for d in ds], [(qi[q], di[p], di[n] if n >= 0 else -1)
+                                                        for q, p, n in self.triples],
+                       [keys[q] for q in qs], self.synthetic, self.notes)
+
     def judgments(self) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
         """Queries and qrels of the triples (to score retrieval of ``docs`` on them)."""
         keys = self.query_keys or [str(i) for i in range(len(self.queries))]

@@ -1,4 +1,5 @@
-"""A tiny random BERT as a sentence-transformers base (MiniLM's tokenizer, 2 layers of width 32): fast tests."""
+"""A tiny random BERT as a sentence-transformers base (MiniLM tokenizer, 2 layers of width 32, no dropout so that runs
+with different batch splits can agree): fast tests."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ def make_tiny_base(folder: Path, seed: int = 0) -> Path:
     tok = AutoTokenizer.from_pretrained(str(minilm_path()))
     torch.manual_seed(seed)
     model = BertModel(BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2,
-                                 num_attention_heads=2, intermediate_size=64, max_position_embeddings=128))
+                                 num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
+                                 hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))  # deterministic
     model.save_pretrained(raw)
     tok.save_pretrained(raw)
     st = SentenceTransformer(modules=[Transformer(str(raw), max_seq_length=64), Pooling(32, "mean"), Normalize()],
