@@ -23,6 +23,15 @@ app = typer.Typer(help="Next-chunk vector models (LVM): prepare ordered document
 console = Console()
 
 
+def _add_encoder_app() -> None:
+    from liquid_lvm.encoder.cli import app as encoder_app
+
+    app.add_typer(encoder_app, name="encoder", help="The isotropic Gaussian retrieval encoder (also python -m liquid_lvm.encoder).")
+
+
+_add_encoder_app()
+
+
 def _parse_fractions(text: str) -> tuple[float, float, float]:
     try:
         parts = tuple(float(x) for x in text.split(","))

@@ -55,15 +55,16 @@ def retrieval_set_from_pairs(pairs: PairSet, doc_rows: Sequence[int] | None = No
 
 def rank(query_vectors: np.ndarray, doc_vectors: np.ndarray, query_keys: Sequence[str], doc_keys: Sequence[str],
          k: int = 100) -> dict[str, dict[str, float]]:
-    """Top-``k`` documents per query by inner product (FAISS flat index through ``rag_runtime``)."""
-    from rag_runtime.dense import DenseRetriever
-    from rag_runtime.documents import DocStore, IndexedDoc
+    """Top-``k`` documents per query by inner product (an exact FAISS flat index, as rag_runtime's
+    dense retriever uses; liquid_lvm depends on liquid_shared only, so it builds the index itself)."""
+    import faiss
 
-    store = DocStore([IndexedDoc(id=key, text="") for key in doc_keys])
-    retriever = DenseRetriever.from_vectors(store, np.ascontiguousarray(doc_vectors, dtype=np.float32))
-    ranked = retriever.rank_vectors(np.ascontiguousarray(query_vectors, dtype=np.float32), k=k)
-    return {qk: {doc_keys[int(r)]: float(s) for r, s in zip(rows, scores, strict=True)}
-            for qk, (rows, scores) in zip(query_keys, ranked, strict=True)}
+    docs = np.ascontiguousarray(doc_vectors, dtype=np.float32)
+    index = faiss.IndexFlatIP(docs.shape[1])
+    index.add(docs)
+    scores, rows = index.search(np.ascontiguousarray(query_vectors, dtype=np.float32), min(k, len(doc_keys)))
+    return {qk: {doc_keys[int(r)]: float(sc) for r, sc in zip(rs, ss, strict=True) if r >= 0}
+            for qk, rs, ss in zip(query_keys, rows, scores, strict=True)}
 
 
 def evaluate_vectors(query_vectors: np.ndarray, doc_vectors: np.ndarray, data: RetrievalSet, k: int = 100,
