@@ -171,7 +171,7 @@ def test_bad_inputs_fail_alone_and_the_run_is_partial(tmp_path: Path, monkeypatc
     assert "binary" in load_errors["binary.txt"]
     assert "PDF" in load_errors["truncated.pdf"]
     manifest = {d["source"]: d for d in json.loads((out / "manifest.json").read_text())["documents"]}
-    for source in ("notes.jsonl#1", "notes.jsonl#2", "latin1.txt", "huge.txt"):
+    for source in ("notes.jsonl#honeybees", "notes.jsonl#volcano", "latin1.txt", "huge.txt"):  # JSONL records by their id field
         assert manifest[source]["status"] == "done", source
     assert manifest["huge.txt"]["counts"]["chunks"] == 2
     warnings = {w["source"]: w["warning"] for w in report["warnings"]}
