@@ -37,7 +37,7 @@ from etl_pipeline.config import EtlConfig
 from etl_pipeline.graph import DocState, PipelineDeps, build_document_graph, write_failure
 from etl_pipeline.loaders import SourceItem
 from etl_pipeline.progress import RichEvents
-from etl_pipeline.run_folder import RunFolderError, check_input_folder, hold_output_lock
+from etl_pipeline.run_folder import RunFolderError, hold_output_lock
 from etl_pipeline.runner import (
     EXIT_FATAL,
     EXIT_OK,
@@ -48,10 +48,9 @@ from etl_pipeline.runner import (
     _make_encoder,
     _registry_provider,
     _run_notes,
-    discover_input,
     log_to_mlflow,
     peak_rss_bytes,
-    plan_work,
+    prepare_run,
 )
 from etl_pipeline.shards import ShardStore
 
@@ -286,14 +285,7 @@ def _run(config, address, workers, cpus_per_worker, events, track, num_cpus, obj
 
 def _run_locked(config, address, workers, cpus_per_worker, events, track, num_cpus, object_store_memory, shutdown) -> RunResult:
     started_wall = time.time()
-    found = discover_input(config)
-    every = found.items
-    selected = every[: config.limit] if config.limit else every
-    replaced_input = check_input_folder(config.output_dir, config.input_dir, force=config.force)
-    store = ShardStore(config.output_dir)
-    store.remove_temporaries()
-    store.prune({it.doc_id for it in every})
-    work = plan_work(config, selected, store)  # the local run's rules: intact, same settings, else redone
+    found, selected, replaced_input, store, work = prepare_run(config)  # the local run's rules, shared
     todo = work.todo
     events.set_documents(len(selected), len(selected) - len(todo))
 

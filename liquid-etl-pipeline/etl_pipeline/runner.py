@@ -174,14 +174,7 @@ async def _run_locked(
 ) -> RunResult:
     started_wall = time.time()
     t0 = time.perf_counter()
-    found = discover_input(config)
-    every = found.items
-    selected = every[: config.limit] if config.limit else every
-    replaced_input = check_input_folder(config.output_dir, config.input_dir, force=config.force)
-    store = ShardStore(config.output_dir)
-    store.remove_temporaries()
-    store.prune({it.doc_id for it in every})
-    plan = plan_work(config, selected, store)
+    found, selected, replaced_input, store, plan = prepare_run(config)
     todo, skipped = plan.todo, plan.skipped
     if plan.redone_for_settings:
         log.warning(
@@ -273,6 +266,20 @@ async def _run_locked(
     failed = report["documents"]["failed"] + report["documents"]["missing"] + report["documents"]["refused"]
     exit_code = EXIT_PARTIAL if failed else EXIT_OK
     return RunResult(exit_code=exit_code, output_dir=config.output_dir, report=report, outcomes=outcomes)
+
+
+def prepare_run(config: EtlConfig) -> tuple[Discovery, list[SourceItem], str | None, ShardStore, WorkPlan]:
+    """What every run does first, local or on Ray (under the run folder's lock): discover the input,
+    select (``limit``), check the folder's input binding, clear temporaries and shards of vanished
+    documents, and plan which documents to (re)do. Returns ``(found, selected, replaced_input, store, plan)``."""
+    found = discover_input(config)
+    every = found.items
+    selected = every[: config.limit] if config.limit else every
+    replaced_input = check_input_folder(config.output_dir, config.input_dir, force=config.force)
+    store = ShardStore(config.output_dir)
+    store.remove_temporaries()
+    store.prune({it.doc_id for it in every})
+    return found, selected, replaced_input, store, plan_work(config, selected, store)
 
 
 def _run_notes(found: Discovery, plan: WorkPlan, replaced_input: str | None) -> dict[str, Any]:
