@@ -5,7 +5,10 @@
     python bench/bench_ray_etl.py --out /tmp/raybench --table       # the markdown table only
 
 Designs: ``local`` is ``etl_pipeline.run`` in this process; ``ray1`` one Ray worker with every
-CPU of the machine; ``ray2`` two workers with half the CPUs each. Same settings everywhere
+CPU of the machine; ``ray2`` two workers with half the CPUs each. ``local_remote`` and
+``ray2_remote`` run the same with ``--profile remote``: no weights in the driver or the workers,
+every stage goes to one shared llama.cpp ``llama-server`` (the bundled SmolLM2 GGUF, ``--parallel
+4``, started by this script on loopback), as a team would share one vLLM engine. Same settings everywhere
 (``--docs-in-flight`` is per process/worker). Each design runs in a fresh output folder and its
 result is written to ``OUT/<design>.json`` (re-running skips measured designs, so a long sweep
 resumes). Times: *wall* is the whole call (for Ray: starting the local cluster, the actors, their
@@ -31,7 +34,7 @@ for pkg in ("liquid-shared-core", "liquid-etl-pipeline"):
 
 from etl_pipeline.config import DEFAULT_INPUT_DIR, EtlConfig  # noqa: E402
 
-DESIGNS = ("local", "ray1", "ray2")
+DESIGNS = ("local", "ray1", "ray2", "local_remote", "ray2_remote")
 COMPARED = ("chunks.jsonl", "metadata.jsonl", "summaries.jsonl", "qa_pairs.jsonl", "validation.jsonl", "ft/samples.jsonl",
             "index/chunks.faiss", "index/id_map.json", "taxonomy.json", "manifest.json")
 
@@ -40,24 +43,25 @@ def measure(design: str, args: argparse.Namespace) -> dict:
     config = EtlConfig(
         input_dir=args.input, output_dir=args.out / "runs" / design, stages=tuple(args.stages.split(",")),
         max_chunks_per_doc=args.max_chunks_per_doc, concurrency=args.concurrency, docs_in_flight=args.docs_in_flight,
-        limit=args.limit, temperature=0.0,
+        limit=args.limit, temperature=0.0, profile="remote" if design.endswith("_remote") else "offline",
     )
     cpus = os.cpu_count() or 1
     t0 = time.perf_counter()
-    if design == "local":
+    if design.startswith("local"):
         from etl_pipeline.runner import run
 
         result = run(config, track=False)
     else:
         from etl_pipeline.ray_runner import run_on_ray
 
-        workers = int(design.removeprefix("ray"))
+        workers = int(design.removeprefix("ray").removesuffix("_remote"))
         result = run_on_ray(config, "local", workers=workers, cpus_per_worker=max(1, cpus // workers), track=False,
                             num_cpus=cpus, object_store_memory=200 * 2**20)
     wall = time.perf_counter() - t0
     if result.exit_code != 0:
         raise SystemExit(f"{design}: the run ended with exit {result.exit_code}: {result.message}")
     this_run = result.report["this_run"]
+    valid = records_valid(args.out / "runs" / design)
     out = {
         "design": design,
         "documents": this_run["processed"],
@@ -67,6 +71,7 @@ def measure(design: str, args: argparse.Namespace) -> dict:
         "docs_per_minute_processing": round(60 * this_run["processed"] / this_run["processing_seconds"], 2),
         "docs_per_minute_wall": round(60 * this_run["processed"] / wall, 2),
         "load_average_1min_after": round(os.getloadavg()[0], 1),
+        "summaries": valid,
         "settings": {"stages": args.stages, "max_chunks_per_doc": args.max_chunks_per_doc, "concurrency": args.concurrency,
                      "docs_in_flight": args.docs_in_flight, "cpus": cpus},
     }
@@ -78,8 +83,17 @@ def measure(design: str, args: argparse.Namespace) -> dict:
     return out
 
 
+def records_valid(run: Path) -> dict:
+    """Summaries written and how many came from the model (not the extractive fallback)."""
+    path = run / "summaries.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    from_model = sum(1 for r in rows if r.get("source") == "llm")
+    return {"written": len(rows), "from_model": from_model}
+
+
 def identical_to_local(args: argparse.Namespace, design: str) -> bool | None:
-    local, other = args.out / "runs" / "local", args.out / "runs" / design
+    reference = "local_remote" if design.endswith("_remote") else "local"
+    local, other = args.out / "runs" / reference, args.out / "runs" / design
     if not (local / "manifest.json").is_file() or not (other / "manifest.json").is_file():
         return None
     return all((local / name).read_bytes() == (other / name).read_bytes() for name in COMPARED)
@@ -95,7 +109,7 @@ def table(args: argparse.Namespace) -> str:
         shape = f"{ray['workers']} x {ray['cpus_per_worker']}" if ray else f"1 process x {r['settings']['cpus']}"
         overhead = ray["dispatch_overhead"]["mean_seconds"] if ray else None
         ratio = f"{r['docs_per_minute_processing'] / base:.2f}x" if base else ""
-        same = "" if design == "local" else {True: "yes", False: "**no**", None: "?"}[identical_to_local(args, design)]
+        same = "" if design in ("local", "local_remote") else {True: "yes", False: "**no**", None: "?"}[identical_to_local(args, design)]
         rows.append(f"| {design} | {shape} | {r['documents']} | {r['wall_seconds']} | {r['processing_seconds']} | "
                     f"{r['docs_per_minute_processing']} | {r['docs_per_minute_wall']} | "
                     f"{'' if overhead is None else f'{overhead * 1000:.0f} ms'} | {ratio} | {same} |")
@@ -116,6 +130,18 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.table:
+        todo = [d for d in (DESIGNS if args.design == "all" else (args.design,)) if not (args.out / f"{d}.json").is_file()]
+        server = None
+        if any(d.endswith("_remote") for d in todo):
+            from liquid_shared.config import get_settings
+            from liquid_shared.models.llama_server import LlamaServer
+            from liquid_shared.offline import smollm2_gguf_path
+
+            server = LlamaServer(smollm2_gguf_path(), parallel=4, threads=os.cpu_count() or 1,
+                                 log_path=args.out / "llama-server.log").start()
+            os.environ["LIQUID_OPENAI_BASE_URL"] = server.base_url  # the Ray workers inherit LIQUID_* settings
+            os.environ.setdefault("LIQUID_OPENAI_MODEL", server.alias)
+            get_settings.cache_clear()
         for design in DESIGNS if args.design == "all" else (args.design,):
             target = args.out / f"{design}.json"
             if target.is_file():
@@ -125,6 +151,8 @@ def main() -> None:
             result = measure(design, args)
             target.write_text(json.dumps(result, indent=2))
             print(json.dumps(result))
+        if server is not None:
+            server.stop()
     print(table(args))
 
 

@@ -21,8 +21,9 @@ a nested run per variant), with the same files in a run folder on disk:
 <output-dir>/<experiment>/metrics.json ({variant: {metric: mean}}), per-query or per-sample CSV,
 report.md, plots, and experiment.json (status, config, MLflow run id).
 
-Experiments: rag_quality, dual_pipeline, model_ablation, ft_quality. `--list` shows what each one
-measures and every config field with its default and meaning; docs/experiments.md is the guide.
+Experiments: one module each in experiments/experiments/catalog/ (rag_quality, lvm_next_chunk,
+ft_downstream, ...); `--list` names every one, what it measures and every config field with its
+default and meaning; docs/experiments.md is the guide.
 Settings: defaults < --config file < the options below. --seed, --n-runs, --dataset and --documents
 set the config field of that name in every selected experiment that has it; an option that none of
 them has is an error.

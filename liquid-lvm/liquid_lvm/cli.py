@@ -106,7 +106,13 @@ def train_cmd(
     resume: Annotated[bool, typer.Option(help="Continue from OUT/last.pt.")] = False,
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "lvm_train",
 ) -> None:
-    """Train one model with the shared loop; the best checkpoint by validation Recall@10 is kept."""
+    """Train one model with the shared loop; the best checkpoint by validation Recall@10 is kept.
+
+    Under `torchrun --nproc_per_node=N -m liquid_lvm train ...` it runs DDP (gloo on CPU, nccl on
+    CUDA; --batch-size stays the global batch); only rank 0 validates, logs to MLflow and writes.
+    """
+    import contextlib
+
     from liquid_lvm.data import load_corpus
     from liquid_lvm.models import ModelConfig
     from liquid_lvm.pipeline import fit_model
@@ -119,9 +125,17 @@ def train_cmd(
     tc = TrainConfig(epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, eval_every=eval_every,
                      patience=patience, seed=seed, val_metric="recall@10", val_mode="max")
     lc = LossConfig(weights=_parse_weights(loss), temperature=temperature, bank_size=bank_size)
-    with start_run(experiment, run_name=f"{model_type}-w{width}-d{depth}",
-                   params={"model": mc.model_dump(), "loss": lc.model_dump(), "corpus": str(corpus_dir)}) as run:
+    from liquid_lvm.training.distributed import init_distributed
+
+    dist_info = init_distributed()
+    tracking = (start_run(experiment, run_name=f"{model_type}-w{width}-d{depth}",
+                          params={"model": mc.model_dump(), "loss": lc.model_dump(), "corpus": str(corpus_dir),
+                                  "world_size": dist_info.world_size})
+                if dist_info.is_main else contextlib.nullcontext())
+    with tracking as run:
         model, result = fit_model(corpus, mc, tc, lc, checkpoint_dir=out, run=run, resume=resume)
+    if not dist_info.is_main:
+        return
     from liquid_lvm.training import count_parameters
 
     (out / "history.json").write_text(json.dumps(result.history, indent=1))
