@@ -66,11 +66,19 @@ def prepare(
                                                    "all-MiniLM-L6-v2).")] = None,
     max_documents: Annotated[int | None, typer.Option(help="Use only the first N documents.")] = None,
     test_only: Annotated[bool, typer.Option(help="Every document in the test split (out-of-domain set).")] = False,
+    exclude_sections: Annotated[str, typer.Option(help="Comma-separated sections whose paragraphs are dropped "
+                                                       "(JSONL paragraphs with a 'section'); 'back-matter' = "
+                                                       "References, External links, See also, Notes, ...")] = "",
 ) -> None:
     """Embed ordered documents (cached on disk), split them by document, cut windows; print counts."""
-    from liquid_lvm.data import load_documents, prepare_corpus, save_corpus
+    from liquid_lvm.data import REFERENCE_SECTIONS, load_documents, prepare_corpus, save_corpus
 
-    docs, report = load_documents(source)
+    sections = [s.strip() for s in exclude_sections.split(",") if s.strip()]
+    if [s.lower() for s in sections] == ["back-matter"]:
+        sections = list(REFERENCE_SECTIONS)
+    docs, report = load_documents(source, exclude_sections=sections)
+    if sections:
+        console.print(f"excluded {report.excluded_chunks} paragraphs of sections {sections}")
     docs = docs[:max_documents] if max_documents else docs
     console.print(f"{len(docs)} documents from {source} ({report.kind}); {len(report.skipped)} skipped")
     for where, why in list(report.skipped.items())[:5]:

@@ -85,6 +85,22 @@ def test_sources_etl_run_and_squad(tmp_path):
     assert report.kind == "squad" and docs[0].chunks == ("p1", "p2")
 
 
+def test_excluded_sections_are_dropped_and_counted(tmp_path):
+    path = tmp_path / "wiki.jsonl"
+    paragraphs = [{"section": "", "text": "Intro."}, {"section": "History > References", "text": "http://a"},
+                  {"section": "History", "text": "Founded."}, {"section": "references", "text": "http://b"},
+                  {"section": "External links", "text": "http://c"}, "a plain string paragraph"]
+    path.write_text(json.dumps({"id": "w", "paragraphs": paragraphs}) + "\n")
+    docs, report = load_documents(path, exclude_sections=["References", "External links"])
+    assert docs[0].chunks == ("Intro.", "Founded.", "a plain string paragraph") and report.excluded_chunks == 3
+    docs, report = load_documents(path)
+    assert len(docs[0].chunks) == 6 and report.excluded_chunks == 0
+    squad = tmp_path / "s.json"
+    squad.write_text(json.dumps({"data": [{"title": "X", "paragraphs": [{"context": "p1"}]}]}))
+    with pytest.raises(ValueError, match="exclude_sections needs a JSONL source"):
+        load_documents(squad, exclude_sections=["References"])
+
+
 def test_bad_input_is_named(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_text('{"id": "a", "paragraphs": ["x", "y"]}\nnot json\n{"title": "no id", "paragraphs": []}\n')

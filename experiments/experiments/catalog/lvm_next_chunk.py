@@ -59,6 +59,9 @@ class LvmNextChunkConfig(ExperimentConfig):
     documents: Path | None = Field(None, description="Ordered documents (JSONL, ETL run folder or SQuAD JSON); "
                                                      "None = $LIQUID_DATA_DIR/wikipedia/articles.jsonl.")
     max_documents: int | None = Field(None, ge=3, description="Use the first N documents only.")
+    exclude_sections: list[str] = Field(default_factory=list, description="Drop the paragraphs of these sections "
+                                        "(JSONL paragraphs with a 'section'), e.g. the back-matter "
+                                        "liquid_lvm.data.REFERENCE_SECTIONS; [] keeps every paragraph.")
     context: int = Field(8, ge=1, description="Context length T.")
     stride: int = Field(1, ge=1, description="Step between window starts.")
     fractions: tuple[float, float, float] = Field((0.8, 0.1, 0.1), description="Train, val, test shares of the "
@@ -155,13 +158,17 @@ def run(config: LvmNextChunkConfig, ctx: RunContext) -> ExperimentResult:
     from liquid_shared.reporting import comparison_table
 
     source = config.documents or _default_documents()
-    docs, report = load_documents(source)
+    docs, report = load_documents(source, exclude_sections=config.exclude_sections)
     docs = docs[:config.max_documents] if config.max_documents else docs
     corpus = prepare_corpus(docs, context=config.context, stride=config.stride, seed=config.seed,
                             fractions=config.fractions, show_progress=True)
     counts = corpus.counts()
     ctx.console.print(f"corpus {source}: {counts}")
+    if config.exclude_sections:
+        ctx.console.print(f"excluded {report.excluded_chunks} paragraphs of sections {config.exclude_sections}")
     ctx.write_json("corpus_counts.json", {"source": str(source), "skipped_lines": report.skipped, "splits": counts,
+                                          "exclude_sections": config.exclude_sections,
+                                          "excluded_paragraphs": report.excluded_chunks,
                                           "model": corpus.model, "context": corpus.context})
     ctx.write_json("diagnostics.json", coherence_diagnostics(corpus, config.seed))
 
