@@ -101,10 +101,11 @@ def identical_to_local(args: argparse.Namespace, design: str) -> bool | None:
 
 def table(args: argparse.Namespace) -> str:
     rows = ["| design | workers x CPUs | docs | wall s | processing s | docs/min (processing) | docs/min (wall) | "
-            "Ray overhead per doc | vs one process | outputs = one process |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+            "Ray overhead per doc | vs one process (same profile) | outputs = one process |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     results = {d: json.loads((args.out / f"{d}.json").read_text()) for d in DESIGNS if (args.out / f"{d}.json").is_file()}
-    base = results.get("local", {}).get("docs_per_minute_processing")
     for design, r in results.items():
+        reference = "local_remote" if design.endswith("_remote") else "local"  # remote designs against the remote one process
+        base = results.get(reference, {}).get("docs_per_minute_processing")
         ray = r.get("ray")
         shape = f"{ray['workers']} x {ray['cpus_per_worker']}" if ray else f"1 process x {r['settings']['cpus']}"
         overhead = ray["dispatch_overhead"]["mean_seconds"] if ray else None
