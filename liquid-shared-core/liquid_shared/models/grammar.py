@@ -43,6 +43,19 @@ class GrammarCache:
         return compiled
 
 
+    def for_ebnf(self, ebnf: str) -> xgr.CompiledGrammar:
+        """A grammar given as EBNF text (``tool_format_lfm2.call_grammar``), cached by its text."""
+        key = "ebnf:" + ebnf
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        compiled = self._compiler.compile_grammar(ebnf)
+        with self._lock:
+            self._cache[key] = compiled
+        return compiled
+
+
 class RowGrammars:
     """One xgrammar matcher per row of a running batch (``None``: free text), addressed by the row's
     key, so rows can join and leave the batch while the others keep decoding."""
