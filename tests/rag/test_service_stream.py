@@ -194,3 +194,18 @@ def test_the_real_model_streams_deltas_and_its_final_answer_equals_the_plain_res
         expected.pop("took_ms")
         final.pop("took_ms")
         assert final == expected
+
+
+def test_a_client_that_disconnects_mid_stream_cancels_its_answer_and_frees_the_slot(rag_index):
+    limits = ServiceLimits(max_concurrent_asks=1, ask_queue_timeout_s=0, request_timeout_s=None)
+    # 10 s of pieces: only a cancelled answer frees the slot within the wait below
+    with _server(rag_index, scripted_model(piece_delay_s=0.5), limits=limits) as server, _client(server) as c:
+        with c.stream("POST", "/ask", json={"question": QUESTION, "stream": True}) as first:
+            lines = first.iter_lines()
+            assert next(lines) == "event: context"
+        # the connection is closed; the slot comes back once the server notices, well before 10 s
+        deadline, status = time.monotonic() + 5, 503
+        while status == 503 and time.monotonic() < deadline:
+            time.sleep(0.2)
+            status = c.post("/ask", json={"question": "What is the capital of Mongolia?"}).status_code
+        assert status == 200
