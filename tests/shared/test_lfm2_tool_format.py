@@ -104,8 +104,12 @@ def test_a_call_string_parses_into_tool_call_parts_with_typed_args():
     assert parts[1].args == {"text": "sea", "tags": ["a", "b"], "meta": {"n": -1.5, "ok": None}, "flag": False}
     # where the tokenizer dropped the markers (skip_special_tokens), the list alone parses too
     assert parse_tool_calls('[lookup(word="x", count=0)]')[0].args == {"word": "x", "count": 0}
-    # a final answer is text, not a call
-    assert _parse_lfm2("The tide is high.")[0].content == "The tide is high."
+    # a final answer is text, not a call (and free text keeps its newlines)
+    assert _parse_lfm2("The tide\nis high.")[0].content == "The tide\nis high."
+    # a raw control character a byte-level token put inside a string argument is escaped, not an error
+    assert _parse_lfm2('[lookup(word="ti\x00de\tx", count=1)]')[0].args == {"word": "ti\x00de\tx", "count": 1}
+    # ...and in the final JSON of a structured answer
+    assert json.loads(_parse_lfm2('{"label": "a\x01b"}', json_final=True)[0].content) == {"label": "a\x01b"}
 
 
 @pytest.mark.parametrize(
@@ -116,6 +120,7 @@ def test_a_call_string_parses_into_tool_call_parts_with_typed_args():
         ('[os.system(cmd="ls")]', "is not a call of a tool by its name"),
         ('[lookup(word=open("f"))]', "argument `word` of `lookup` is not a literal value"),
         ("[]", "holds an empty list of calls"),
+        ('[lookup(word="a")] trailing', "is not in LFM2's format"),
         ('[lookup(**{"word": "x"})]', "unpacks **arguments"),
     ],
 )

@@ -333,7 +333,8 @@ class LiquidModel(Model):
     @staticmethod
     def _parse(text: str, mode: str, params: ModelRequestParameters) -> list[Any]:
         if mode == "lfm2-tools":
-            return _parse_lfm2(text)
+            return _parse_lfm2(text, json_final=params.output_mode in ("native", "prompted")
+                               and params.output_object is not None)
         if mode != "tools":
             return [TextPart(content=text)]
         try:
@@ -359,12 +360,16 @@ class OutputPlan:
     min_tokens: int = 0
 
 
-def _parse_lfm2(text: str) -> list[Any]:
-    """A step in LFM2's format: calls, or the final answer (text, or the output JSON)."""
+def _parse_lfm2(text: str, json_final: bool = False) -> list[Any]:
+    """A step in LFM2's format: calls, or the final answer (text, or the output JSON when ``json_final``).
+
+    Byte-level tokens can put a raw control character inside a string of the call or of the JSON
+    (the grammar allows them there, and nowhere else), so those are escaped first (lossless, as for
+    JSON output); a free-text answer is left as it is."""
     if not lfm2.looks_like_call(text):
-        return [TextPart(content=text)]
+        return [TextPart(content=escape_control_chars(text) if json_final else text)]
     try:
-        calls = lfm2.parse_tool_calls(text)
+        calls = lfm2.parse_tool_calls(escape_control_chars(text))
     except lfm2.ToolCallFormatError:
         return [TextPart(content=text)]  # cut by max_new_tokens: pydantic-ai will ask again
     return [ToolCallPart(tool_name=c.tool_name, args=c.args) for c in calls]

@@ -120,6 +120,8 @@ def parse_tool_calls(text: str) -> list[ParsedCall]:
     except SyntaxError as exc:
         raise ToolCallFormatError(f"tool call {_shown(text)} is not in LFM2's format "
                                   f"[name(arg=value, ...)]: {exc.msg} (column {exc.offset})") from None
+    except ValueError as exc:  # e.g. a null byte (Python 3.11 raises ValueError for it)
+        raise ToolCallFormatError(f"tool call {_shown(text)} is not in LFM2's format: {exc}") from None
     calls = node.elts if isinstance(node, ast.List) else [node]
     if not calls:
         raise ToolCallFormatError(f"tool call {_shown(text)} holds an empty list of calls")
