@@ -31,7 +31,8 @@ Safety and faithfulness (issue 15):
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -39,6 +40,7 @@ from pydantic import BaseModel, Field, create_model
 from pydantic_ai import Agent, ModelRetry, RunContext
 from pydantic_ai.exceptions import AgentRunError
 
+from rag_runtime.answer_events import AnswerDone, AnswerEvent, Listener, Retrieved, delta_handler
 from rag_runtime.answer_prompt import (
     PromptStyle,
     answer_prompt,
@@ -206,25 +208,57 @@ class AnswerAgent:
 
         return agent
 
-    async def ask(self, question: str, *, k: int | None = None, filters: MetadataFilter | None = None) -> Answer:
+    async def ask(self, question: str, *, k: int | None = None, filters: MetadataFilter | None = None,
+                  listener: Listener | None = None) -> Answer:
+        """Answer ``question`` (or refuse). With ``listener``, the model streams: the listener gets a
+        ``Retrieved`` event before generation and ``AnswerDelta``/``AnswerReset`` events while the
+        model decodes (``answer_events``); the returned answer is the same either way."""
         question = question.strip()
         if not question:
             raise ValueError("question is empty")
         hits = await asyncio.to_thread(self.retriever.search, question, k or self.k, filters)
         relevant = relevant_hits(hits, self.min_similarity)
+        if listener is not None:
+            await listener(Retrieved(kind="context", question=question, hits=relevant))
         if not relevant:
             return Answer(question=question, answer=REFUSAL, refused=True, mode=self.mode,
                           reason=f"no retrieved chunk reached the relevance bar (dense similarity >= {self.min_similarity})")
+        run_kwargs = {"event_stream_handler": delta_handler(listener)} if listener is not None else {}
         try:
             if self.mode == "context" and self.style == "extractive":
-                answer = await self._ask_extractive(question, relevant)
+                answer = await self._ask_extractive(question, relevant, run_kwargs)
             elif self.mode == "context":
-                answer = await self._ask_with_context(question, relevant)
+                answer = await self._ask_with_context(question, relevant, run_kwargs)
             else:
-                answer = await self._ask_with_tool(question, filters, relevant)
+                answer = await self._ask_with_tool(question, filters, relevant, run_kwargs)
         except AgentRunError as exc:
             raise AnswerError(f"the answer model failed on {question[:80]!r}: {exc}") from exc
         return self._checked(answer)
+
+    async def ask_stream(self, question: str, *, k: int | None = None,
+                         filters: MetadataFilter | None = None) -> AsyncIterator[AnswerEvent]:
+        """``ask`` as events: ``Retrieved``, ``AnswerDelta``... (``AnswerReset`` before a retried
+        draft), then ``AnswerDone`` with the validated answer. Errors raise from the iterator;
+        closing the iterator early cancels the answer (the model drops its row)."""
+        queue: asyncio.Queue[AnswerEvent] = asyncio.Queue()
+        task = asyncio.create_task(self.ask(question, k=k, filters=filters, listener=queue.put))
+        try:
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    yield getter.result()
+                    continue
+                getter.cancel()
+                while not queue.empty():
+                    yield queue.get_nowait()
+                yield AnswerDone(kind="answer", answer=task.result())  # raises the answer's own error
+                return
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
 
     def _checked(self, answer: Answer) -> Answer:
         """Run the support check on ``answer`` (and, in strict mode, refuse it when unsupported)."""
@@ -241,27 +275,28 @@ class AnswerAgent:
             answer.answer, answer.citations, answer.refused = UNSUPPORTED_REFUSAL, [], True
         return answer
 
-    async def _ask_with_context(self, question: str, relevant: list[Hit]) -> Answer:
+    async def _ask_with_context(self, question: str, relevant: list[Hit], run_kwargs: dict[str, Any]) -> Answer:
         prompt = answer_prompt(question, relevant, self.max_chars, self.prompt_style)
-        result = await self._agent.run(prompt, output_type=cited_answer_type([h.id for h in relevant]))
+        result = await self._agent.run(prompt, output_type=cited_answer_type([h.id for h in relevant]), **run_kwargs)
         out = result.output
         return Answer(question=question, answer=out.answer.strip(), citations=list(dict.fromkeys(out.citations)),
                       mode="context", context=relevant)
 
-    async def _ask_extractive(self, question: str, relevant: list[Hit]) -> Answer:
+    async def _ask_extractive(self, question: str, relevant: list[Hit], run_kwargs: dict[str, Any]) -> Answer:
         sources = sentence_sources(question, relevant, self.max_chars)
         if not sources:
             return Answer(question=question, answer=REFUSAL, refused=True, mode="context", style="extractive",
                           reason="the relevant chunks hold no sentence to extract", context=relevant)
         prompt = answer_prompt(question, relevant, self.max_chars, "guarded")
-        result = await self._agent.run(prompt, output_type=extractive_answer_type(list(sources)))
+        result = await self._agent.run(prompt, output_type=extractive_answer_type(list(sources)), **run_kwargs)
         sentence = result.output.answer
         return Answer(question=question, answer=sentence, citations=sources[sentence][:MAX_CITATIONS],
                       mode="context", style="extractive", context=relevant)
 
-    async def _ask_with_tool(self, question: str, filters: MetadataFilter | None, relevant: list[Hit]) -> Answer:
+    async def _ask_with_tool(self, question: str, filters: MetadataFilter | None, relevant: list[Hit],
+                             run_kwargs: dict[str, Any]) -> Answer:
         deps = _ToolDeps(question=question, filters=filters, fallback=relevant)
-        result = await self._agent.run(question, deps=deps)
+        result = await self._agent.run(question, deps=deps, **run_kwargs)
         out = result.output
         return Answer(question=question, answer=out.answer.strip(), citations=list(dict.fromkeys(out.citations)),
                       mode="tool", context=list(deps.seen.values()))

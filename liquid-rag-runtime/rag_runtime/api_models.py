@@ -61,6 +61,8 @@ class AskRequest(BaseModel):
     question: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
     k: int = Field(4, ge=1, le=MAX_ASK_K)
     filters: MetadataFilter | None = None
+    stream: bool = Field(False, description="Answer as server-sent events (text/event-stream): context, "
+                                            "delta..., answer (see service_stream).")
 
     _question_not_blank = field_validator("question")(_not_blank)
 

@@ -9,6 +9,8 @@
   created; the answer model is made on the first ``/ask``. No endpoint takes a path: the service
   reads no file but those of its index folder, and loads an embedding model only from inside it or
   from ``allowed_embedding_models`` (``index.confine_embedding_model``).
+* ``/ask`` with ``"stream": true`` answers as server-sent events (``service_stream``): the retrieved
+  chunks, text deltas while the model decodes, then the same JSON as the plain response.
 * Limits (``ServiceLimits``, ``service_limits``): concurrent ``/ask`` calls (503 + Retry-After over
   it), a per-request timeout (504), a token bucket per API key (429 + Retry-After, off by default).
 * CORS: none unless ``cors_origins`` lists the allowed origins (then GET/POST with the
@@ -56,6 +58,7 @@ from rag_runtime.index import DEFAULT_ALLOWED_EMBEDDING_MODELS, RagIndex
 from rag_runtime.query_batching import BatchingEncoder
 from rag_runtime.service_limits import ConcurrencyLimit, RateLimiter, RequestTimeout, ServiceLimits
 from rag_runtime.service_middleware import BodySizeLimit, RequestMetrics
+from rag_runtime.service_stream import streamed_answer
 
 log = logging.getLogger("rag_runtime.service")
 API_KEY_HEADER = "X-API-Key"
@@ -187,17 +190,25 @@ def create_app(
         return SearchResponse(query=req.query, mode=req.mode, k=req.k, hits=hits,
                               took_ms=(time.perf_counter() - start) * 1000)
 
-    @app.post("/ask", response_model=AskResponse, dependencies=[Depends(check_api_key)])
-    async def ask(req: AskRequest) -> AskResponse:
+    def count_refusal(response: AskResponse) -> None:
+        if response.refused:
+            refusals.inc()
+
+    @app.post("/ask", response_model=AskResponse, dependencies=[Depends(check_api_key)],
+              responses={200: {"content": {"text/event-stream": {}},
+                               "description": "The answer; with `stream: true`, server-sent events"}})
+    async def ask(req: AskRequest) -> Any:
         start = time.perf_counter()
         agent = answer_agent()
+        if req.stream:
+            return streamed_answer(agent, req, start, limits.request_timeout_s, count_refusal)
         try:
             answer = await agent.ask(req.question, k=req.k, filters=req.filters)
         except AnswerError as exc:
             raise HTTPException(502, str(exc)) from exc
-        if answer.refused:
-            refusals.inc()
-        return AskResponse(**answer.model_dump(), took_ms=(time.perf_counter() - start) * 1000)
+        response = AskResponse(**answer.model_dump(), took_ms=(time.perf_counter() - start) * 1000)
+        count_refusal(response)
+        return response
 
     @app.get("/metrics", dependencies=[Depends(check_api_key)])
     def metrics() -> Response:

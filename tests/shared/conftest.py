@@ -41,6 +41,43 @@ def tiny_lfm2_dir(tmp_path_factory, smollm2_dir) -> Path:
     return _save_tiny(tmp_path_factory.mktemp("tiny-lfm2"), config, smollm2_dir)
 
 
+LFM2_TOOL_TOKENS = ["<|tool_list_start|>", "<|tool_list_end|>", "<|tool_call_start|>", "<|tool_call_end|>",
+                    "<|tool_response_start|>", "<|tool_response_end|>"]
+
+
+def lfm2_chat_template(name: str = "lfm2_v2") -> str:
+    """LFM2's own chat template, as shipped by the LiquidAI/LFM2 checkpoints; TRL carries copies
+    (``lfm2.jinja``: the first release, ``lfm2_v2.jinja``: LFM2-1.2B's current one)."""
+    trl = pytest.importorskip("trl", reason="the LFM2 chat templates come with the trl package")
+    path = Path(trl.__file__).parent / "chat_templates" / f"{name}.jinja"
+    return path.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def tiny_lfm2_tools_dir(tmp_path_factory, smollm2_dir) -> Path:
+    """A random ``Lfm2ForCausalLM`` whose tokenizer looks like LFM2's where tools are concerned: the
+    real LFM2 chat template and LFM2's tool markers as single special tokens (on SmolLM2's
+    vocabulary; no package ships LFM2's own tokenizer files)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Lfm2Config
+
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    tok.add_special_tokens({"additional_special_tokens": LFM2_TOOL_TOKENS})
+    tok.chat_template = lfm2_chat_template()
+    config = Lfm2Config(
+        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=4,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+        layer_types=["conv", "full_attention", "conv", "full_attention"],
+        pad_token_id=tok.pad_token_id or tok.eos_token_id, bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id, tie_word_embeddings=True,
+    )
+    folder = tmp_path_factory.mktemp("tiny-lfm2-tools")
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_llama_dirs(tmp_path_factory, smollm2_dir) -> tuple[Path, Path]:
     """Two random Llama-architecture models of ~100 MB fp32 each (big enough to see in RSS)."""

@@ -24,6 +24,7 @@ from liquid_shared.models.errors import GenerationError, ModelUnloaded, PromptTo
 from liquid_shared.models.grammar import GrammarCache
 from liquid_shared.models.loading import load_model_and_tokenizer, weight_bytes
 from liquid_shared.models.spec import ModelSpec
+from liquid_shared.models.tool_format_lfm2 import MARKERS, detect_tool_format
 
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f]")
 
@@ -39,7 +40,10 @@ class GenRequest:
     top_p: float = 1.0
     seed: int | None = 0  # per row: requests with different seeds share a batch
     stop_sequences: tuple[str, ...] = ()
-    grammar: Any = None  # the compiled ``json_schema`` (``LocalLiquidModel.compile``), set before batching
+    ebnf: str | None = None  # a grammar instead of ``json_schema`` (LFM2's tool-call step, ``tool_format_lfm2``)
+    tools: list[dict[str, Any]] | None = None  # rendered by the chat template (``tools=``), for its own tool format
+    keep_special_tokens: bool = False  # decode the text with special tokens (LFM2's call markers)
+    grammar: Any = None  # the compiled ``json_schema``/``ebnf`` (``LocalLiquidModel.compile``), set before batching
     on_token: Callable[[int], None] | None = None  # streaming: each new token id, from the decoding thread
 
     def sampling_key(self) -> tuple:
@@ -74,6 +78,8 @@ class LocalLiquidModel:
         self._closing = False  # set by close(): the decode loop returns after its current step
         self.stats = DecodeStats()  # totals over every stream of this model
         self._special = _special_token_texts(self.tokenizer)
+        # the template's own tool-call format ("lfm2"), or None: the JSON convention (chat_format)
+        self.tool_format = detect_tool_format(self.tokenizer)
 
     @property
     def calls(self) -> int:
@@ -95,27 +101,45 @@ class LocalLiquidModel:
         return self.stats.row_steps
 
     # ------------------------------------------------------------------ prompts
-    def render(self, messages: list[dict[str, str]], generation_prompt: bool = True) -> list[int]:
-        """Prompt token ids. Text of a control token (``<|im_end|>``) inside a message is tokenised
-        as plain text, never as the token: a document cannot end a turn or fake a role."""
+    def render(self, messages: list[dict[str, str]], generation_prompt: bool = True,
+               tools: list[dict[str, Any]] | None = None) -> list[int]:
+        """Prompt token ids (``tools``: passed to the chat template). Text of a control token
+        (``<|im_end|>``) inside a message is tokenised as plain text, never as the token: a document
+        cannot end a turn or fake a role. The one exception: the tool-call markers of the template's
+        own format in an assistant turn (our rendering of the model's earlier calls)."""
         tok = self.tokenizer
         if any(t in m["content"] for m in messages for t in self._special):
-            return self._render_escaped(messages, generation_prompt)
+            return self._render_escaped(messages, generation_prompt, tools)
         if getattr(tok, "chat_template", None):
-            ids = tok.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=True)
+            extra = {"tools": tools} if tools else {}
+            ids = tok.apply_chat_template(messages, add_generation_prompt=generation_prompt, tokenize=True, **extra)
             if isinstance(ids, dict) or hasattr(ids, "input_ids"):
                 ids = ids["input_ids"]
             return list(ids)
         text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + ("assistant: " if generation_prompt else "")
         return tok(text)["input_ids"]
 
-    def _render_escaped(self, messages: list[dict[str, str]], generation_prompt: bool) -> list[int]:
+    def _content_ids(self, message: dict[str, str]) -> list[int]:
+        tok, content = self.tokenizer, message["content"]
+        if message["role"] != "assistant" or self.tool_format is None:
+            return tok(content, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        ids: list[int] = []
+        for piece in re.split("(" + "|".join(re.escape(m) for m in MARKERS) + ")", content):
+            if piece in MARKERS:
+                ids += tok(piece, add_special_tokens=False)["input_ids"]
+            elif piece:
+                ids += tok(piece, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        return ids
+
+    def _render_escaped(self, messages: list[dict[str, str]], generation_prompt: bool,
+                        tools: list[dict[str, Any]] | None = None) -> list[int]:
         # Render the template around placeholders, then tokenise the template's own text with its
         # special tokens and each message's content with special-token text split into plain pieces.
         tok = self.tokenizer
         marked = [{**m, "content": f"\ue000{i}\ue001"} for i, m in enumerate(messages)]
         if getattr(tok, "chat_template", None):
-            text = tok.apply_chat_template(marked, add_generation_prompt=generation_prompt, tokenize=False)
+            extra = {"tools": tools} if tools else {}
+            text = tok.apply_chat_template(marked, add_generation_prompt=generation_prompt, tokenize=False, **extra)
             add_special = False
         else:
             text = "".join(f"{m['role']}: {m['content']}\n" for m in marked) + ("assistant: " if generation_prompt else "")
@@ -125,12 +149,13 @@ class LocalLiquidModel:
             if not piece:
                 continue
             if n % 2:  # a placeholder: the message's own content
-                ids += tok(messages[int(piece)]["content"], add_special_tokens=False, split_special_tokens=True)["input_ids"]
+                ids += self._content_ids(messages[int(piece)])
             else:
                 ids += tok(piece, add_special_tokens=add_special and not ids)["input_ids"]
         return ids
 
-    def fit_context(self, ids: list[int], messages: list[dict[str, str]], max_new_tokens: int) -> tuple[list[int], bool]:
+    def fit_context(self, ids: list[int], messages: list[dict[str, str]], max_new_tokens: int,
+                    tools: list[dict[str, Any]] | None = None) -> tuple[list[int], bool]:
         """Apply the spec's overflow policy. Returns (ids, truncated)."""
         limit = self.context_window - max_new_tokens
         if limit <= 0:
@@ -147,18 +172,21 @@ class LocalLiquidModel:
             )
         # Keep the head (system prompt and template preamble) and the newest tokens.
         system = [m for m in messages if m["role"] == "system"]
-        head = min(len(self.render(system, generation_prompt=False)) if system else 0, limit // 2)
+        head = min(len(self.render(system, generation_prompt=False, tools=tools)) if system else 0, limit // 2)
         return ids[:head] + ids[len(ids) - (limit - head):], True
 
     # --------------------------------------------------------------- generation
     def compile(self, req: GenRequest) -> None:
         """Compile ``req.json_schema`` into ``req.grammar`` (cached per schema). Raises
         ``GenerationError`` naming the problem, for this request alone, before it joins a batch."""
-        if req.json_schema is None or req.grammar is not None:
+        if (req.json_schema is None and req.ebnf is None) or req.grammar is not None:
             return
         self._check_open()
         try:
-            req.grammar = self.grammars.for_schema(req.json_schema)
+            if req.ebnf is not None:
+                req.grammar = self.grammars.for_ebnf(req.ebnf)
+            else:
+                req.grammar = self.grammars.for_schema(req.json_schema)
         except Exception as exc:  # xgrammar raises RuntimeError with its parser's message
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise GenerationError(
@@ -224,7 +252,7 @@ class LocalLiquidModel:
         return finished
 
     def result(self, f: Finished, req: GenRequest, prompt: list[int]) -> GenResult:
-        text = self.tokenizer.decode(f.tokens, skip_special_tokens=True).strip()
+        text = self.tokenizer.decode(f.tokens, skip_special_tokens=not req.keep_special_tokens).strip()
         for stop in req.stop_sequences:  # the text ends before the first stop sequence
             if stop in text:
                 text = text[: text.index(stop)].rstrip()

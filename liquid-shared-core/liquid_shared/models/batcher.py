@@ -62,9 +62,9 @@ class MicroBatcher:
         return len(self._queue) + len(self._rows)
 
     async def submit(self, req: GenRequest) -> GenResult:
-        ids = self.backend.render(req.messages)
-        ids, truncated = self.backend.fit_context(ids, req.messages, req.max_new_tokens)  # may raise PromptTooLong
-        if req.json_schema is not None and req.grammar is None:
+        ids = self.backend.render(req.messages, tools=req.tools)
+        ids, truncated = self.backend.fit_context(ids, req.messages, req.max_new_tokens, req.tools)  # may raise PromptTooLong
+        if (req.json_schema is not None or req.ebnf is not None) and req.grammar is None:
             await asyncio.to_thread(self.backend.compile, req)  # may raise GenerationError, for this caller only
         fut = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(req, ids, truncated, fut, req.sampling_key(), next(_ids)))

@@ -2,6 +2,8 @@
 
 Tool calls are a JSON convention decoded under a grammar (``{"tool": ..., "arguments": ...}`` or
 ``{"final": ...}``), so they work with any chat template, including ones without a tool syntax.
+With ``tool_format="lfm2"`` (a template with LFM2's own format, ``tool_format_lfm2``) earlier calls
+are written in that format and tool results become ``tool`` role messages.
 """
 
 from __future__ import annotations
@@ -20,8 +22,12 @@ def _content_text(content: Any) -> str:
     return json.dumps(content, default=str) if not isinstance(content, str) else content
 
 
-def to_chat(messages: list[ModelMessage], instructions: str | None) -> list[dict[str, str]]:
+def to_chat(messages: list[ModelMessage], instructions: str | None,
+            tool_format: str | None = None) -> list[dict[str, str]]:
     """Map history to ``[{"role", "content"}]``; system parts and instructions become one system turn."""
+    from liquid_shared.models.tool_format_lfm2 import LFM2, render_calls
+
+    native = tool_format == LFM2
     system: list[str] = [instructions] if instructions else []
     chat: list[dict[str, str]] = []
 
@@ -39,6 +45,8 @@ def to_chat(messages: list[ModelMessage], instructions: str | None) -> list[dict
                     system.append(part.content)
                 elif kind == "user-prompt":
                     add("user", _content_text(part.content))
+                elif kind == "tool-return" and native:
+                    chat.append({"role": "tool", "content": part.model_response_str()})
                 elif kind == "tool-return":
                     add("user", f"Result of tool `{part.tool_name}`: {part.model_response_str()}")
                 elif kind in ("retry-prompt", "retry-feedback"):
@@ -48,6 +56,8 @@ def to_chat(messages: list[ModelMessage], instructions: str | None) -> list[dict
                 kind = getattr(part, "part_kind", "")
                 if kind == "text" and part.content:
                     add("assistant", part.content)
+                elif kind == "tool-call" and native:
+                    add("assistant", render_calls([(part.tool_name, part.args_as_dict())]))
                 elif kind == "tool-call":
                     add("assistant", json.dumps({"tool": part.tool_name, "arguments": part.args_as_dict()}))
     out = [{"role": "system", "content": "\n\n".join(s for s in system if s)}] if any(system) else []

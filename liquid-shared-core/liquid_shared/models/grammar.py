@@ -43,6 +43,19 @@ class GrammarCache:
         return compiled
 
 
+    def for_ebnf(self, ebnf: str) -> xgr.CompiledGrammar:
+        """A grammar given as EBNF text (``tool_format_lfm2.call_grammar``), cached by its text."""
+        key = "ebnf:" + ebnf
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        compiled = self._compiler.compile_grammar(ebnf)
+        with self._lock:
+            self._cache[key] = compiled
+        return compiled
+
+
 class RowGrammars:
     """One xgrammar matcher per row of a running batch (``None``: free text), addressed by the row's
     key, so rows can join and leave the batch while the others keep decoding."""
@@ -110,6 +123,15 @@ def tighten_schema(schema: Any, max_string_chars: int, max_items: int) -> Any:
 _NUMBER_BOUND = 10**15
 
 
+def _integer_chars(schema: dict[str, Any]) -> int:
+    """Characters of the longest integer part the schema's bounds allow (sign included)."""
+    bounds = [schema.get(k) for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")]
+    finite = [abs(int(b)) for b in bounds if isinstance(b, int | float) and abs(b) < 1e300]
+    if len(finite) < 2:  # unbounded on a side: assume tighten_schema's bound
+        finite.append(_NUMBER_BOUND)
+    return len(str(max(finite))) + 1
+
+
 def estimate_max_tokens(schema: dict[str, Any], root: dict[str, Any] | None = None, depth: int = 0) -> int:
     """Upper estimate of the tokens a JSON value under a *tightened* schema can take (assuming at
     least ~2 characters per token inside strings, which holds for BPE vocabularies in practice)."""
@@ -130,9 +152,11 @@ def estimate_max_tokens(schema: dict[str, Any], root: dict[str, Any] | None = No
     if t == "string":
         return int(schema.get("maxLength", 256)) // 2 + 2
     if t == "integer":
-        return 12
+        # tokenisers that split digits (SmolLM2, LFM2) spend a token per digit: the sign and every
+        # digit the bounds allow (tighten_schema bounds them to +-1e15: 17 characters)
+        return _integer_chars(schema) + 1
     if t == "number":
-        return 24
+        return max(24, _integer_chars(schema) + 8)
     if t == "boolean":
         return 2
     if t == "null":

@@ -19,7 +19,7 @@ import json
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic_ai.exceptions import UnsupportedSettingWarning
@@ -29,12 +29,14 @@ from pydantic_ai.profiles import ModelProfile
 from pydantic_ai.settings import ModelSettings, ToolOrOutput
 from pydantic_ai.usage import RequestUsage
 
+from liquid_shared.models import tool_format_lfm2 as lfm2
 from liquid_shared.models.backend import GenRequest, escape_control_chars
 from liquid_shared.models.chat_format import describe_schema, hoist_defs, to_chat
 from liquid_shared.models.grammar import estimate_max_tokens, tighten_schema
 from liquid_shared.models.profiles import get_profile
 from liquid_shared.models.registry import ModelRegistry, get_registry
 from liquid_shared.models.spec import ModelSpec
+from liquid_shared.models.tool_format_lfm2 import LFM2
 
 LIQUID_PROFILE = ModelProfile(
     supports_tools=True,
@@ -124,7 +126,7 @@ class LiquidModel(Model):
             finally:
                 self.registry.release(self.spec)
         model_settings, params = self.prepare_request(model_settings, model_request_parameters)
-        req, mode = self._gen_request(messages, model_settings, params)
+        req, mode = self._gen_request(messages, model_settings, params, await self._tool_format(params))
         result = await self.registry.generate(self.spec, req)
         return ModelResponse(
             parts=self._parse(result.text, mode, params),
@@ -154,7 +156,7 @@ class LiquidModel(Model):
         from liquid_shared.models.streaming import LocalStreamedResponse
 
         model_settings, params = self.prepare_request(model_settings, model_request_parameters)
-        req, mode = self._gen_request(messages, model_settings, params)
+        req, mode = self._gen_request(messages, model_settings, params, await self._tool_format(params))
         loop = asyncio.get_running_loop()
         tokens: asyncio.Queue = asyncio.Queue()
         req.on_token = lambda token: loop.call_soon_threadsafe(tokens.put_nowait, token)
@@ -168,7 +170,7 @@ class LiquidModel(Model):
         stream = LocalStreamedResponse(
             model_request_parameters=params, _model_name=self.model_name, _tokens=tokens, _task=task,
             _decode=decode, _parse=lambda text: self._parse(text, mode, params),
-            _incremental=mode != "tools" and not req.stop_sequences,
+            _incremental=mode not in ("tools", "lfm2-tools") and not req.stop_sequences,
             _escape=escape_control_chars if req.json_schema is not None else (lambda text: text),
         )
         try:
@@ -179,13 +181,25 @@ class LiquidModel(Model):
                 with contextlib.suppress(BaseException):
                     await task
 
+    async def _tool_format(self, params: ModelRequestParameters) -> str | None:
+        """The loaded model's own tool-call format (``backend.tool_format``) when this step has tools."""
+        if not params.function_tools and not params.output_tools:
+            return None
+        backend = await self.registry.hold(self.spec)
+        try:
+            return backend.tool_format
+        finally:
+            self.registry.release(self.spec)
+
     def _gen_request(self, messages: list[ModelMessage], model_settings: ModelSettings | None,
-                     params: ModelRequestParameters) -> tuple[GenRequest, str]:
+                     params: ModelRequestParameters, tool_format: str | None = None) -> tuple[GenRequest, str]:
         """The backend request for a prepared pydantic-ai request, and its output mode."""
         from pydantic_ai._instrumentation import get_instructions
 
-        chat = to_chat(messages, get_instructions(messages, params))
-        schema, mode, hint = self._output_plan(messages, params, (model_settings or {}).get("tool_choice"))
+        plan = self._output_plan(messages, params, (model_settings or {}).get("tool_choice"), tool_format)
+        chat = to_chat(messages, get_instructions(messages, params),
+                       tool_format=LFM2 if plan.mode == "lfm2-tools" else None)
+        schema, hint = plan.schema, plan.hint
         if hint:
             if chat and chat[0]["role"] == "system":
                 chat[0] = {"role": "system", "content": chat[0]["content"] + "\n\n" + hint}
@@ -194,7 +208,7 @@ class LiquidModel(Model):
         settings = dict(model_settings or {})
         _warn_ignored_knobs(self.model_name, settings)
         spec = self.spec
-        max_new = int(settings.get("max_tokens") or spec.max_new_tokens)
+        max_new = max(int(settings.get("max_tokens") or spec.max_new_tokens), plan.min_tokens)
         if schema is not None:
             schema = tighten_schema(schema, spec.default_max_string_chars, spec.default_max_items)
             # never cut a JSON value short: the budget covers the longest value the grammar allows
@@ -202,6 +216,9 @@ class LiquidModel(Model):
         req = GenRequest(
             messages=chat,
             json_schema=schema,
+            ebnf=plan.ebnf,
+            tools=plan.template_tools,
+            keep_special_tokens=plan.mode == "lfm2-tools",
             max_new_tokens=max_new,
             temperature=float(settings.get("temperature", spec.temperature)),
             min_p=spec.min_p,
@@ -210,12 +227,13 @@ class LiquidModel(Model):
             seed=settings.get("seed", spec.seed),
             stop_sequences=tuple(settings.get("stop_sequences") or ()),
         )
-        return req, mode
+        return req, plan.mode
 
     # ------------------------------------------------------------------ plan
-    def _output_plan(self, messages: list[ModelMessage], params: ModelRequestParameters, tool_choice: Any = None
-                     ) -> tuple[dict[str, Any] | None, str, str]:
-        """Return (json schema or None, mode, prompt hint). Modes: 'text', 'object', 'tools'.
+    def _output_plan(self, messages: list[ModelMessage], params: ModelRequestParameters, tool_choice: Any = None,
+                     tool_format: str | None = None) -> OutputPlan:
+        """What this step may output, as a grammar and a prompt hint. Modes: 'text', 'object',
+        'tools' (the JSON convention) and 'lfm2-tools' (the template's own format, ``tool_format="lfm2"``).
 
         ``tool_choice`` (pydantic-ai's setting) is enforced by the grammar: 'none' drops function
         tools, 'required' or a list of names forces a call, ``ToolOrOutput`` restricts the tools.
@@ -241,16 +259,23 @@ class LiquidModel(Model):
             force = bool(tools)
         if tools and rounds >= self.spec.max_tool_rounds:
             tools, force = [], False
+        allow_text = params.allow_text_output
         if force and tools:
             output_schema = None  # a call is required: no final answer on this step
-            params = replace(params, allow_text_output=False)
+            allow_text = False
             output_tools = [t for t in output_tools if isinstance(tool_choice, list)]
         tools += output_tools
         if not tools:
             if output_schema is None:
-                return None, "text", ""
+                return OutputPlan(None, "text", "")
             hint = "Reply with one JSON object with these fields:\n" + describe_schema(output_schema)
-            return output_schema, "object", hint
+            return OutputPlan(output_schema, "object", hint)
+        if tool_format == LFM2 and lfm2.usable_for(tools):
+            return self._lfm2_plan(tools, output_schema, allow_text)
+        return self._json_convention_plan(tools, output_schema, allow_text)
+
+    def _json_convention_plan(self, tools: list[Any], output_schema: dict[str, Any] | None,
+                              allow_text: bool) -> OutputPlan:
         variants, tool_lines = [], []
         bodies, defs = hoist_defs([t.parameters_json_schema for t in tools] + ([output_schema] if output_schema else []))
         for tool, body in zip(tools, bodies, strict=False):
@@ -265,7 +290,7 @@ class LiquidModel(Model):
         if output_schema is not None:
             final = bodies[-1]
             final_hint = 'reply {"final": {...}} with these fields:\n' + describe_schema(final)
-        elif params.allow_text_output:
+        elif allow_text:
             # a final text answer may be as long as a free-text answer: ~3 characters per token
             final = {"type": "string", "maxLength": 3 * self.spec.max_new_tokens}
             final_hint = 'reply {"final": "<your answer>"}.'
@@ -283,10 +308,33 @@ class LiquidModel(Model):
             + '\nTo call a tool reply {"tool": "<name>", "arguments": {...}}. '
             + ("When you have the information you need, " + final_hint if final_hint else "")
         )
-        return schema, "tools", hint
+        return OutputPlan(schema, "tools", hint)
+
+    def _lfm2_plan(self, tools: list[Any], output_schema: dict[str, Any] | None, allow_text: bool) -> OutputPlan:
+        """The template renders the tools; the grammar allows one call in LFM2's format or the final answer."""
+        spec = self.spec
+        tight = [(t.name, tighten_schema(t.parameters_json_schema, spec.default_max_string_chars, spec.default_max_items))
+                 for t in tools]
+        final: dict[str, Any] | str | None = None
+        hint = ""
+        if output_schema is not None:
+            final = tighten_schema(output_schema, spec.default_max_string_chars, spec.default_max_items)
+            hint = ("When you have the information you need, reply with one JSON object with these fields:\n"
+                    + describe_schema(output_schema))
+        elif allow_text:
+            final = "text"
+        # the token budget covers the longest call the grammar allows (and the final JSON)
+        budget = max(estimate_max_tokens(schema) + len(name) // 2 + 8 for name, schema in tight)
+        if isinstance(final, dict):
+            budget = max(budget, estimate_max_tokens(final))
+        return OutputPlan(None, "lfm2-tools", hint, ebnf=lfm2.call_grammar(tight, final),
+                          template_tools=lfm2.template_tools(tools), min_tokens=budget)
 
     @staticmethod
     def _parse(text: str, mode: str, params: ModelRequestParameters) -> list[Any]:
+        if mode == "lfm2-tools":
+            return _parse_lfm2(text, json_final=params.output_mode in ("native", "prompted")
+                               and params.output_object is not None)
         if mode != "tools":
             return [TextPart(content=text)]
         try:
@@ -297,6 +345,34 @@ class LiquidModel(Model):
             return [ToolCallPart(tool_name=obj["tool"], args=obj.get("arguments") or {})]
         final = obj.get("final") if isinstance(obj, dict) else obj
         return [TextPart(content=final if isinstance(final, str) else json.dumps(final))]
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """One step's output constraint: a JSON schema or EBNF grammar, the parse mode, a prompt hint,
+    and for the template's own tool format the ``tools=`` list it renders."""
+
+    schema: dict[str, Any] | None
+    mode: str
+    hint: str
+    ebnf: str | None = None
+    template_tools: list[dict[str, Any]] | None = None
+    min_tokens: int = 0
+
+
+def _parse_lfm2(text: str, json_final: bool = False) -> list[Any]:
+    """A step in LFM2's format: calls, or the final answer (text, or the output JSON when ``json_final``).
+
+    Byte-level tokens can put a raw control character inside a string of the call or of the JSON
+    (the grammar allows them there, and nowhere else), so those are escaped first (lossless, as for
+    JSON output); a free-text answer is left as it is."""
+    if not lfm2.looks_like_call(text):
+        return [TextPart(content=escape_control_chars(text) if json_final else text)]
+    try:
+        calls = lfm2.parse_tool_calls(escape_control_chars(text))
+    except lfm2.ToolCallFormatError:
+        return [TextPart(content=text)]  # cut by max_new_tokens: pydantic-ai will ask again
+    return [ToolCallPart(tool_name=c.tool_name, args=c.args) for c in calls]
 
 
 def model_for_stage(stage: str, profile: str | None = None, *, registry: ModelRegistry | None = None) -> LiquidModel:
