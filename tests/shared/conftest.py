@@ -25,19 +25,26 @@ def _save_tiny(folder: Path, config, tokenizer_dir: Path) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def tiny_lfm2_dir(tmp_path_factory, smollm2_dir) -> Path:
-    """A random ``Lfm2ForCausalLM`` (~25 M params) with SmolLM2's tokenizer: the real LFM2 load path."""
-    from transformers import AutoTokenizer, Lfm2Config
+def _tiny_lfm2_config(tok):
+    """A ~25 M-parameter random LFM2 (conv and attention layers) sized to ``tok``'s vocabulary."""
+    from transformers import Lfm2Config
 
-    tok = AutoTokenizer.from_pretrained(smollm2_dir)
-    config = Lfm2Config(
+    return Lfm2Config(
         vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=4,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
         layer_types=["conv", "full_attention", "conv", "full_attention"],
         pad_token_id=tok.pad_token_id or tok.eos_token_id, bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id, tie_word_embeddings=True,
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_lfm2_dir(tmp_path_factory, smollm2_dir) -> Path:
+    """A random ``Lfm2ForCausalLM`` (~25 M params) with SmolLM2's tokenizer: the real LFM2 load path."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    config = _tiny_lfm2_config(tok)
     return _save_tiny(tmp_path_factory.mktemp("tiny-lfm2"), config, smollm2_dir)
 
 
@@ -59,18 +66,12 @@ def tiny_lfm2_tools_dir(tmp_path_factory, smollm2_dir) -> Path:
     real LFM2 chat template and LFM2's tool markers as single special tokens (on SmolLM2's
     vocabulary; no package ships LFM2's own tokenizer files)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Lfm2Config
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(smollm2_dir)
     tok.add_special_tokens({"additional_special_tokens": LFM2_TOOL_TOKENS})
     tok.chat_template = lfm2_chat_template()
-    config = Lfm2Config(
-        vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-        layer_types=["conv", "full_attention", "conv", "full_attention"],
-        pad_token_id=tok.pad_token_id or tok.eos_token_id, bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id, tie_word_embeddings=True,
-    )
+    config = _tiny_lfm2_config(tok)
     folder = tmp_path_factory.mktemp("tiny-lfm2-tools")
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(config).save_pretrained(folder)
