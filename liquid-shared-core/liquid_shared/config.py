@@ -12,7 +12,7 @@ import os
 import tomllib
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -80,6 +80,10 @@ class LiquidSettings(BaseSettings):
     )
     openai_max_concurrency: int = Field(
         16, ge=1, description="The 'remote' profile's requests in flight per model (match the server's slots)."
+    )
+    openai_tool_calls: Literal["server", "json_schema"] = Field(
+        "server", description="The 'remote' profile's ModelSpec.remote_tool_calls: 'server' (the server's tools=) or "
+        "'json_schema' (our JSON convention as a json_schema response; for templates without a tool syntax)."
     )
 
     @classmethod

@@ -66,14 +66,11 @@ async def test_structured_output_for_several_schemas_validates(llama_server):
     assert registry.loaded_bytes == 0 and registry.load_counts[spec] == 1
 
 
-@pytest.mark.xfail(reason="open (issue 12), diagnosed: SmolLM2's chat template has no tool syntax, so llama.cpp's "
-                   "autoparser drops the tools from the prompt; with a tool-aware ChatML template llama.cpp's grammar "
-                   "for tool_choice='required' still admits free text before the call, and the 135M model rambles "
-                   "to its token limit. Fix: send remote tool steps as a json_schema response of the call union", strict=False)
-async def test_tool_round_trip_through_the_server(llama_server):
-    calls: list[str] = []
-    agent = Agent(LiquidModel(_spec(llama_server, require_tool_first=True, max_tool_rounds=1),
-                              registry=ModelRegistry()),
+def _population_agent(server, calls: list[str]) -> Agent:
+    # SmolLM2's chat template has no tool syntax (llama.cpp drops tools= from its prompt), so tool
+    # steps go out as a json_schema response of the call union (remote_tool_calls="json_schema")
+    spec = _spec(server, require_tool_first=True, max_tool_rounds=1, remote_tool_calls="json_schema")
+    agent = Agent(LiquidModel(spec, registry=ModelRegistry()),
                   instructions="Use the tool to look up the population, then answer.")
 
     @agent.tool_plain
@@ -82,11 +79,30 @@ async def test_tool_round_trip_through_the_server(llama_server):
         calls.append(city)
         return f"{city} has 1234 inhabitants."
 
-    result = await agent.run("What is the population of Lyon?")
+    return agent
+
+
+async def test_tool_round_trip_through_the_server(llama_server):
+    calls: list[str] = []
+    result = await _population_agent(llama_server, calls).run("What is the population of Lyon?")
     assert calls, "the model never called the tool"
     kinds = [p.part_kind for m in result.all_messages() for p in m.parts]
-    assert "tool-call" in kinds and "tool-return" in kinds
+    assert kinds.index("tool-call") < kinds.index("tool-return") < len(kinds) - 1
     assert isinstance(result.output, str) and result.output
+    # the final step saw the tool's result: it was sent after the call, in the same run
+    assert result.all_messages()[-1].parts[0].part_kind == "text"
+
+
+async def test_streamed_tool_round_trip_through_the_server(llama_server):
+    calls: list[str] = []
+    async with _population_agent(llama_server, calls).run_stream("What is the population of Paris?") as run:
+        output = await run.get_output()
+    assert calls and isinstance(output, str) and output
+
+
+def test_remote_tool_mode_is_refused_for_a_local_spec():
+    with pytest.raises(ValueError, match="remote_tool_calls is a remote-engine option"):
+        ModelSpec(model="offline:smollm2-135m-instruct", remote_tool_calls="json_schema")
 
 
 async def test_concurrent_agent_runs_share_one_engine(llama_server):

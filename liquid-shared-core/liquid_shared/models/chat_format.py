@@ -64,6 +64,24 @@ def to_chat(messages: list[ModelMessage], instructions: str | None,
     return out + chat
 
 
+def chat_messages(chat: list[dict[str, str]]) -> list[ModelMessage]:
+    """The inverse direction: ``[{"role", "content"}]`` turns as pydantic-ai messages (system and
+    user turns as request parts, assistant turns as text responses)."""
+    from pydantic_ai.messages import SystemPromptPart, TextPart, UserPromptPart
+
+    out: list[ModelMessage] = []
+    for turn in chat:
+        if turn["role"] == "assistant":
+            out.append(ModelResponse(parts=[TextPart(content=turn["content"])]))
+            continue
+        part = SystemPromptPart(content=turn["content"]) if turn["role"] == "system" else UserPromptPart(content=turn["content"])
+        if out and isinstance(out[-1], ModelRequest):
+            out[-1] = ModelRequest(parts=[*out[-1].parts, part])
+        else:
+            out.append(ModelRequest(parts=[part]))
+    return out
+
+
 def _resolve(schema: dict[str, Any], root: dict[str, Any]) -> dict[str, Any]:
     ref = schema.get("$ref")
     if isinstance(ref, str) and ref.startswith("#/$defs/"):

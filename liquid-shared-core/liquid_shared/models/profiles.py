@@ -6,7 +6,8 @@
   locally or network access.
 * ``remote``: every stage on a remote OpenAI-compatible engine (vLLM, ``llama-server``) at
   ``LIQUID_OPENAI_BASE_URL``, model ``LIQUID_OPENAI_MODEL`` (one stage: ``LIQUID_OPENAI_MODEL_QA``
-  etc.), at most ``LIQUID_OPENAI_MAX_CONCURRENCY`` requests in flight per model.
+  etc.), at most ``LIQUID_OPENAI_MAX_CONCURRENCY`` requests in flight per model, tool steps as
+  ``LIQUID_OPENAI_TOOL_CALLS`` says (``server`` or ``json_schema``).
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ def _remote() -> Profile:
         # like 'offline': a small served model answers from memory unless its first step calls a tool
         stages[stage] = ModelSpec(model=name, backend="openai", base_url=settings.openai_base_url,
                                   api_key_env=settings.openai_api_key_env,
-                                  max_batch_size=settings.openai_max_concurrency, require_tool_first=True)
+                                  max_batch_size=settings.openai_max_concurrency, require_tool_first=True,
+                                  remote_tool_calls=settings.openai_tool_calls)
     return Profile(name="remote", stages=stages)
 
 

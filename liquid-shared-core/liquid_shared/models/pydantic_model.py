@@ -19,7 +19,7 @@ import json
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from pydantic_ai.exceptions import UnsupportedSettingWarning
@@ -31,7 +31,7 @@ from pydantic_ai.usage import RequestUsage
 
 from liquid_shared.models import tool_format_lfm2 as lfm2
 from liquid_shared.models.backend import GenRequest, escape_control_chars
-from liquid_shared.models.chat_format import describe_schema, hoist_defs, to_chat
+from liquid_shared.models.chat_format import chat_messages, describe_schema, hoist_defs, to_chat
 from liquid_shared.models.grammar import estimate_max_tokens, tighten_schema
 from liquid_shared.models.profiles import get_profile
 from liquid_shared.models.registry import ModelRegistry, get_registry
@@ -122,7 +122,14 @@ class LiquidModel(Model):
         if self.spec.is_remote:
             engine = await self.registry.hold(self.spec)
             try:
-                return await engine.request(messages, model_settings, model_request_parameters)
+                step = self._remote_json_tool_step(messages, model_settings, model_request_parameters)
+                if step is None:
+                    return await engine.request(messages, model_settings, model_request_parameters)
+                step_messages, step_params, params = step
+                settings = {k: v for k, v in (model_settings or {}).items() if k != "tool_choice"}
+                response = await engine.request(step_messages, settings, step_params)
+                text = "".join(p.content for p in response.parts if isinstance(p, TextPart))
+                return replace(response, parts=self._parse(text, "tools", params))
             finally:
                 self.registry.release(self.spec)
         model_settings, params = self.prepare_request(model_settings, model_request_parameters)
@@ -145,6 +152,13 @@ class LiquidModel(Model):
     ) -> AsyncIterator[StreamedResponse]:
         """Stream a response: text deltas while the row decodes (``streaming``), so
         ``agent.run_stream`` works; a remote spec streams from the server."""
+        if self.spec.is_remote and self._remote_json_tool_step(messages, model_settings, model_request_parameters):
+            # a JSON-convention tool step is known to be a call or an answer only once complete
+            from liquid_shared.models.streaming import CompletedStreamedResponse
+
+            response = await self.request(messages, model_settings, model_request_parameters)
+            yield CompletedStreamedResponse(model_request_parameters=model_request_parameters, response=response)
+            return
         if self.spec.is_remote:
             engine = await self.registry.hold(self.spec)
             try:
@@ -180,6 +194,33 @@ class LiquidModel(Model):
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
+
+    def _remote_json_tool_step(self, messages: list[ModelMessage], model_settings: ModelSettings | None,
+                               params: ModelRequestParameters,
+                               ) -> tuple[list[ModelMessage], ModelRequestParameters, ModelRequestParameters] | None:
+        """For ``remote_tool_calls="json_schema"``: a step with tools as the local backend plans it
+        (tool policy, JSON convention), sent to the server as a ``json_schema`` response format over
+        a plain-turn history (earlier calls as their JSON, results as user turns); None when the
+        step has no tools to offer (the ordinary remote request then goes out)."""
+        if self.spec.remote_tool_calls != "json_schema" or not (params.function_tools or params.output_tools):
+            return None
+        from pydantic_ai._instrumentation import get_instructions
+        from pydantic_ai._output import OutputObjectDefinition
+
+        model_settings, params = self.prepare_request(model_settings, params)
+        plan = self._output_plan(messages, params, (model_settings or {}).get("tool_choice"))
+        if plan.mode != "tools":
+            return None
+        chat = to_chat(messages, get_instructions(messages, params))
+        if chat and chat[0]["role"] == "system":
+            chat[0] = {"role": "system", "content": chat[0]["content"] + "\n\n" + plan.hint}
+        else:
+            chat.insert(0, {"role": "system", "content": plan.hint})
+        step_params = ModelRequestParameters(
+            output_mode="native", allow_text_output=False,
+            output_object=OutputObjectDefinition(json_schema=plan.schema, name="step",
+                                                 description="a tool call or the final answer"))
+        return chat_messages(chat), step_params, params
 
     async def _tool_format(self, params: ModelRequestParameters) -> str | None:
         """The loaded model's own tool-call format (``backend.tool_format``) when this step has tools."""

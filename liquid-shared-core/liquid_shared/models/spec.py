@@ -61,6 +61,14 @@ class ModelSpec(BaseModel):
     max_tool_rounds: int = Field(
         2, ge=0, description="Tool-call rounds per user turn before the grammar only allows a final answer."
     )
+    remote_tool_calls: Literal["server", "json_schema"] = Field(
+        "server",
+        description="Remote engine: how a step with tools is sent. 'server': the request's tools= (the server's "
+        "chat template renders them and its tool parser reads the call; vLLM with --enable-auto-tool-choice, "
+        "llama-server --jinja with a tool-aware template). 'json_schema': our JSON convention ({\"tool\", "
+        "\"arguments\"} per tool, or {\"final\"}) as the server's json_schema response format, history as plain "
+        "turns, so any chat template works (e.g. SmolLM2's, which has no tool syntax).",
+    )
     require_tool_first: bool = Field(
         False,
         description="When an agent has tools, the first step of each user turn must call one (small models "
@@ -81,6 +89,9 @@ class ModelSpec(BaseModel):
             raise ValueError(f"ModelSpec(model={self.model!r}, backend='openai') needs base_url (the server's /v1 URL)")
         if self.backend == "transformers" and (self.base_url or self.api_key_env):
             raise ValueError(f"ModelSpec(model={self.model!r}): base_url/api_key_env need backend='openai'")
+        if self.backend == "transformers" and self.remote_tool_calls != "server":
+            raise ValueError(f"ModelSpec(model={self.model!r}): remote_tool_calls is a remote-engine option "
+                             "(the local backend always decodes tool calls under its own grammar)")
         return self
 
     @property

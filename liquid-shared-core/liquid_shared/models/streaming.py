@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic_ai.messages import ModelResponseStreamEvent, TextPart, ToolCallPart
+from pydantic_ai.messages import ModelResponse, ModelResponseStreamEvent, TextPart, ToolCallPart
 from pydantic_ai.models import StreamedResponse
 from pydantic_ai.usage import RequestUsage
 
@@ -93,3 +93,39 @@ class LocalStreamedResponse(StreamedResponse):
     async def close_stream(self) -> None:
         if self._task is not None and not self._task.done():
             self._task.cancel()
+
+
+@dataclass
+class CompletedStreamedResponse(StreamedResponse):
+    """A finished ``ModelResponse`` as a stream (its parts emitted whole): a remote tool step in
+    the JSON convention, which is a call or an answer only once complete."""
+
+    response: ModelResponse | None = None
+
+    async def _get_event_iterator(self) -> AsyncIterator[ModelResponseStreamEvent]:
+        assert self.response is not None
+        self._usage = self.response.usage
+        self.finish_reason = self.response.finish_reason
+        for i, part in enumerate(self.response.parts):
+            if isinstance(part, ToolCallPart):
+                yield self._parts_manager.handle_tool_call_part(
+                    vendor_part_id=f"call-{i}", tool_name=part.tool_name, args=part.args, tool_call_id=part.tool_call_id)
+            elif isinstance(part, TextPart):
+                for event in self._parts_manager.handle_text_delta(vendor_part_id=i, content=part.content):
+                    yield event
+
+    @property
+    def model_name(self) -> str:
+        return self.response.model_name if self.response is not None and self.response.model_name else ""
+
+    @property
+    def provider_name(self) -> str:
+        return "liquid-remote"
+
+    @property
+    def provider_url(self) -> str | None:
+        return None
+
+    @property
+    def timestamp(self) -> datetime:
+        return self.response.timestamp if self.response is not None else datetime.now(UTC)
