@@ -12,10 +12,16 @@ Per set (see ``ft_sets`` for what a set can be):
 * **answerability**: a reader model answers each question from its context; exact match and
   token F1 against the set's answer (SQuAD definitions).
 
-Two or more sets are compared item by item with a Mann-Whitney U test against the first set
-(``independent_table``), p-values corrected over every (metric, set) comparison together.
-Default sets from an ETL run: ``validated`` (its ``ft/samples.jsonl``) against ``rejected`` (the
-QA pairs its validation turned down); the two are disjoint, so the samples are independent.
+Schema validity, grounding and near-duplicates are the ETL's own filters: a validated set passes
+them by construction, so they are reported as **descriptive** figures and never tested for
+significance. Only answerability is compared: two or more sets item by item with a Mann-Whitney
+U test against the first set (``independent_table``), p-values corrected over every (metric, set)
+comparison together. When the reader is a model that generated or judged the pairs (read from the
+ETL run's ``report.json``; the offline default is), answerability is **self-graded** and every
+output says so (``reader_is_generator`` in the metrics, a line in the report); configure another
+``reader_model`` for an independent reader. Default sets from an ETL run: ``validated`` (its
+``ft/samples.jsonl``) against ``rejected`` (the QA pairs its validation turned down); the two are
+disjoint, so the samples are independent.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ from rich.markup import escape
 from experiments.base import ExperimentConfig, ExperimentResult, RunContext
 from experiments.registry import register
 
-ITEM_METRICS = ("schema_valid", "grounding", "grounded", "near_duplicate", "answer_em", "answer_f1")
+# the ETL's own filters (descriptive only) and the measures compared across sets
+DESCRIPTIVE_METRICS = ("schema_valid", "grounding", "grounded", "near_duplicate")
+TESTED_METRICS = ("answer_em", "answer_f1")
 
 
 class FtSetSpec(BaseModel):
@@ -106,6 +114,21 @@ def near_duplicates(questions: list[str], threshold: float) -> list[bool]:
     return [not keep for keep in near_duplicate_mask(questions, vectors, threshold)]
 
 
+def generator_models(path: Path | None) -> set[str] | None:
+    """Models that wrote or judged an ETL run's pairs (its ``report.json``: the qa and validation
+    stages); None when the set is not an ETL run or the report does not say."""
+    import json
+
+    if path is None or not (Path(path) / "report.json").is_file():
+        return None
+    try:
+        models = json.loads((Path(path) / "report.json").read_text(encoding="utf-8"))["run"]["settings"]["models"]
+    except (KeyError, TypeError, ValueError):
+        return None
+    names = {v["spec"]["model"] for stage, v in models.items() if stage in ("qa", "validation")}
+    return names or None
+
+
 def _reader_model(name: str | None):
     from liquid_shared.models import LiquidModel, ModelSpec, default_model
 
@@ -113,8 +136,9 @@ def _reader_model(name: str | None):
 
 
 @register("ft_quality", FtQualityConfig,
-          "Quality of fine-tuning sets: schema validity, grounding, diversity (distinct-n, near-duplicates), "
-          "answerability by a reader model (EM/F1), and a Mann-Whitney comparison of the sets.")
+          "Quality of fine-tuning sets: schema validity, grounding, diversity (distinct-n, near-duplicates; "
+          "descriptive, the ETL's own filters), and answerability by a reader model (EM/F1, flagged when the "
+          "reader wrote the pairs) compared across sets (Mann-Whitney, Holm).")
 def run(config: FtQualityConfig, ctx: RunContext) -> ExperimentResult:
     import pandas as pd
 
@@ -132,6 +156,7 @@ def run(config: FtQualityConfig, ctx: RunContext) -> ExperimentResult:
     reader = _reader_model(config.reader_model)
     loaded: dict[str, tuple[list, list[float], list[bool], list[int]]] = {}
     skipped: dict[str, str] = {}
+    self_graded: dict[str, float] = {}
     t0 = time.perf_counter()
     for spec in config.sets:
         path = spec.path or default_path
@@ -146,6 +171,8 @@ def run(config: FtQualityConfig, ctx: RunContext) -> ExperimentResult:
         if config.max_reader_items is not None and len(readable) > config.max_reader_items:
             readable = sorted(random.Random(config.seed).sample(readable, config.max_reader_items))
         loaded[spec.name] = (items, grounding, dup, readable)
+        writers = generator_models(path if Path(path).is_dir() else None)
+        self_graded[spec.name] = float("nan") if writers is None else float(reader.spec.model in writers)
         ctx.console.print(f"set {spec.name}: {len(items)} items, {len(readable)} for the reader")
     timings = {"load_and_score": time.perf_counter() - t0}
 
@@ -188,6 +215,7 @@ def run(config: FtQualityConfig, ctx: RunContext) -> ExperimentResult:
             "answer_em": sum(em) / len(em) if em else float("nan"),
             "answer_f1": sum(f1) / len(f1) if f1 else float("nan"),
             "reader_items": float(len(scores)),
+            "reader_is_generator": self_graded[name],
         }
 
     if not metrics:
@@ -198,7 +226,7 @@ def run(config: FtQualityConfig, ctx: RunContext) -> ExperimentResult:
     frames = []
     names = list(metrics)
     if len(names) > 1:
-        for metric in ITEM_METRICS:
+        for metric in TESTED_METRICS:
             samples = {n: per_item.loc[per_item["set"] == n, metric].dropna().astype(float).tolist() for n in names}
             if len(samples[names[0]]) < 2:
                 continue
@@ -208,7 +236,7 @@ def run(config: FtQualityConfig, ctx: RunContext) -> ExperimentResult:
     if frames:
         ctx.write_csv("significance.csv", pd.concat(frames, ignore_index=True))
         ctx.write_text("tables/significance.tex", tables_markdown(frames, fmt="latex", caption_prefix="Fine-tuning sets, "))
-    for metric in ("grounding", "answer_f1"):
+    for metric in ("answer_f1",):
         values = {n: per_item.loc[per_item["set"] == n, metric].dropna().astype(float).tolist() for n in names}
         values = {n: v for n, v in values.items() if v}
         if values:
@@ -218,7 +246,20 @@ def run(config: FtQualityConfig, ctx: RunContext) -> ExperimentResult:
     for name, values in metrics.items():
         spec = next(s for s in config.sets if s.name == name)
         ctx.log_variant(name, values, params={"path": str(spec.path or default_path), "select": spec.select})
-    lines = ["# ft_quality", "", metrics_table(metrics, row_header="set")]
+    graded = {n: v for n, v in self_graded.items() if n in metrics}
+    if any(v == 1.0 for v in graded.values()):
+        reader_line = (f"**Answerability is self-graded**: the reader `{reader.spec.model}` also wrote or judged the "
+                       f"pairs of {', '.join(f'`{n}`' for n, v in graded.items() if v == 1.0)} (the ETL run's report.json); "
+                       "set `reader_model` to another model for an independent reader.")
+    elif all(v == 0.0 for v in graded.values()):
+        reader_line = f"Answerability by `{reader.spec.model}`, a model that neither wrote nor judged the pairs."
+    else:
+        reader_line = (f"Answerability by `{reader.spec.model}`; for sets that are not ETL runs it is unknown whether "
+                       "that model wrote them.")
+    lines = ["# ft_quality", "",
+             "Schema validity, grounding and near-duplicate rate are the ETL's own filters (validated pairs pass "
+             "them by construction): descriptive only, not tested. " + reader_line, "",
+             metrics_table(metrics, row_header="set")]
     if skipped:
         lines += ["## Skipped sets", ""] + [f"- `{k}`: {v}" for k, v in skipped.items()] + [""]
     if frames:
