@@ -52,7 +52,7 @@ async def _agents(n: int, server) -> dict:
         results = await asyncio.gather(*(agent.run(p) for p in prompts), return_exceptions=True)
         dt = time.perf_counter() - t0
         ok = [r for r in results if not isinstance(r, BaseException)]
-        tokens = sum(r.usage().output_tokens for r in ok)
+        tokens = sum(r.usage.output_tokens for r in ok)
         out[name] = {"seconds": dt, "valid": sum(isinstance(r.output, Card) for r in ok), "runs": n,
                      "output_tokens": tokens, "tokens_per_s": tokens / dt}
     return out
@@ -89,7 +89,7 @@ def main() -> None:
     from liquid_shared.models.llama_server import LlamaServer
     from liquid_shared.offline import smollm2_gguf_path
 
-    results: dict = {"machine": f"{os.cpu_count()} CPUs, shared with other jobs while measured"}
+    results: dict = {"machine": f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at the start"}
     with LlamaServer(smollm2_gguf_path(), parallel=16, ctx_per_slot=1024) as server:
         if args.part in ("agents", "all"):
             results["agents"] = asyncio.run(_agents(args.runs, server))
