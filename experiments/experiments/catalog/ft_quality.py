@@ -171,7 +171,7 @@ def run(config: FtQualityConfig, ctx: RunContext) -> ExperimentResult:
         if config.max_reader_items is not None and len(readable) > config.max_reader_items:
             readable = sorted(random.Random(config.seed).sample(readable, config.max_reader_items))
         loaded[spec.name] = (items, grounding, dup, readable)
-        writers = generator_models(path if Path(path).is_dir() else None)
+        writers = generator_models(path)
         self_graded[spec.name] = float("nan") if writers is None else float(reader.spec.model in writers)
         ctx.console.print(f"set {spec.name}: {len(items)} items, {len(readable)} for the reader")
     timings = {"load_and_score": time.perf_counter() - t0}

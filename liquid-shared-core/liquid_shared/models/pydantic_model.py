@@ -125,11 +125,7 @@ class LiquidModel(Model):
                 step = self._remote_json_tool_step(messages, model_settings, model_request_parameters)
                 if step is None:
                     return await engine.request(messages, model_settings, model_request_parameters)
-                step_messages, step_params, params = step
-                settings = {k: v for k, v in (model_settings or {}).items() if k != "tool_choice"}
-                response = await engine.request(step_messages, settings, step_params)
-                text = "".join(p.content for p in response.parts if isinstance(p, TextPart))
-                return replace(response, parts=self._parse(text, "tools", params))
+                return await self._remote_json_tool_response(engine, step, model_settings)
             finally:
                 self.registry.release(self.spec)
         model_settings, params = self.prepare_request(model_settings, model_request_parameters)
@@ -152,16 +148,17 @@ class LiquidModel(Model):
     ) -> AsyncIterator[StreamedResponse]:
         """Stream a response: text deltas while the row decodes (``streaming``), so
         ``agent.run_stream`` works; a remote spec streams from the server."""
-        if self.spec.is_remote and self._remote_json_tool_step(messages, model_settings, model_request_parameters):
-            # a JSON-convention tool step is known to be a call or an answer only once complete
-            from liquid_shared.models.streaming import CompletedStreamedResponse
-
-            response = await self.request(messages, model_settings, model_request_parameters)
-            yield CompletedStreamedResponse(model_request_parameters=model_request_parameters, response=response)
-            return
         if self.spec.is_remote:
+            step = self._remote_json_tool_step(messages, model_settings, model_request_parameters)
             engine = await self.registry.hold(self.spec)
             try:
+                if step is not None:
+                    # a JSON-convention tool step is known to be a call or an answer only once complete
+                    from liquid_shared.models.streaming import CompletedStreamedResponse
+
+                    response = await self._remote_json_tool_response(engine, step, model_settings)
+                    yield CompletedStreamedResponse(model_request_parameters=model_request_parameters, response=response)
+                    return
                 async with engine.request_stream(messages, model_settings, model_request_parameters, run_context) as s:
                     yield s
             finally:
@@ -212,15 +209,21 @@ class LiquidModel(Model):
         if plan.mode != "tools":
             return None
         chat = to_chat(messages, get_instructions(messages, params))
-        if chat and chat[0]["role"] == "system":
-            chat[0] = {"role": "system", "content": chat[0]["content"] + "\n\n" + plan.hint}
-        else:
-            chat.insert(0, {"role": "system", "content": plan.hint})
+        _add_to_system(chat, plan.hint)
         step_params = ModelRequestParameters(
             output_mode="native", allow_text_output=False,
             output_object=OutputObjectDefinition(json_schema=plan.schema, name="step",
                                                  description="a tool call or the final answer"))
         return chat_messages(chat), step_params, params
+
+    async def _remote_json_tool_response(self, engine: Any, step: tuple[list[ModelMessage], ModelRequestParameters,
+                                         ModelRequestParameters], model_settings: ModelSettings | None) -> ModelResponse:
+        """Send a planned JSON-convention step to the remote engine; its reply as a call or the answer."""
+        step_messages, step_params, params = step
+        settings = {k: v for k, v in (model_settings or {}).items() if k != "tool_choice"}
+        response = await engine.request(step_messages, settings, step_params)
+        text = "".join(p.content for p in response.parts if isinstance(p, TextPart))
+        return replace(response, parts=self._parse(text, "tools", params))
 
     async def _tool_format(self, params: ModelRequestParameters) -> str | None:
         """The loaded model's own tool-call format (``backend.tool_format``) when this step has tools."""
@@ -240,12 +243,9 @@ class LiquidModel(Model):
         plan = self._output_plan(messages, params, (model_settings or {}).get("tool_choice"), tool_format)
         chat = to_chat(messages, get_instructions(messages, params),
                        tool_format=LFM2 if plan.mode == "lfm2-tools" else None)
-        schema, hint = plan.schema, plan.hint
-        if hint:
-            if chat and chat[0]["role"] == "system":
-                chat[0] = {"role": "system", "content": chat[0]["content"] + "\n\n" + hint}
-            else:
-                chat.insert(0, {"role": "system", "content": hint})
+        schema = plan.schema
+        if plan.hint:
+            _add_to_system(chat, plan.hint)
         settings = dict(model_settings or {})
         _warn_ignored_knobs(self.model_name, settings)
         spec = self.spec
@@ -386,6 +386,14 @@ class LiquidModel(Model):
             return [ToolCallPart(tool_name=obj["tool"], args=obj.get("arguments") or {})]
         final = obj.get("final") if isinstance(obj, dict) else obj
         return [TextPart(content=final if isinstance(final, str) else json.dumps(final))]
+
+
+def _add_to_system(chat: list[dict[str, str]], text: str) -> None:
+    """Append ``text`` to the chat's system turn (one is inserted when there is none)."""
+    if chat and chat[0]["role"] == "system":
+        chat[0] = {"role": "system", "content": chat[0]["content"] + "\n\n" + text}
+    else:
+        chat.insert(0, {"role": "system", "content": text})
 
 
 @dataclass(frozen=True)
