@@ -60,6 +60,35 @@ def tiny_documents(tmp_path_factory) -> Path:
     return folder
 
 
+TINY_SQUAD = {"version": "v2.0", "data": [
+    {"title": "Tides", "paragraphs": [
+        {"context": "The Moon's gravity pulls on the oceans. This pull causes two high tides every day. "
+                    "Spring tides happen when the Sun and the Moon are in line.",
+         "qas": [{"id": "t1", "question": "What pulls on the oceans?", "is_impossible": False,
+                  "answers": [{"text": "The Moon's gravity", "answer_start": 0}]},
+                 {"id": "t2", "question": "How many high tides are there every day?", "is_impossible": False,
+                  "answers": [{"text": "two", "answer_start": 58}]},
+                 {"id": "t3", "question": "What causes low rainfall?", "is_impossible": True, "answers": []}]},
+        {"context": "Neap tides happen when the Sun and the Moon are at right angles. Their range is small.",
+         "qas": [{"id": "t4", "question": "When do neap tides happen?", "is_impossible": False,
+                  "answers": [{"text": "when the Sun and the Moon are at right angles", "answer_start": 18}]}]}]},
+    {"title": "Bees", "paragraphs": [
+        {"context": "Honey bees make honey from the nectar of flowers. A colony has one queen.",
+         "qas": [{"id": "b1", "question": "What do honey bees make honey from?", "is_impossible": False,
+                  "answers": [{"text": "the nectar of flowers", "answer_start": 27}]}]}]},
+]}
+
+
+@pytest.fixture(scope="session")
+def tiny_squad(tmp_path_factory) -> Path:
+    """A SQuAD v2.0 file of two articles (three paragraphs, four answerable questions, one not)."""
+    import json
+
+    path = tmp_path_factory.mktemp("squad") / "tiny-squad.json"
+    path.write_text(json.dumps(TINY_SQUAD), encoding="utf-8")
+    return path
+
+
 @pytest.fixture
 def mlflow_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlruns.db'}"

@@ -1,5 +1,6 @@
-"""model_ablation end to end on the offline model: constrained against free decoding on one tiny
-document; an LFM2 size variant whose weights are not here is skipped with the reason."""
+"""model_ablation end to end on the offline model: on the common SQuAD evaluation set (a tiny
+SQuAD file), and constrained against free decoding on one tiny document (evaluation = "none"); an
+LFM2 size variant whose weights are not here is skipped with the reason."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from experiments_testkit import assert_mlflow_matches_disk, run_cli, write_confi
 def test_constrained_against_free_decoding(tiny_documents, tmp_path, mlflow_uri, in_tmp_project):
     config = write_config(tmp_path / "exp.toml", """
 [model_ablation]
+evaluation = "none"
 stages = ["qa"]
-retriever = "bm25"
 n_boot = 300
 variants = [
   {name = "baseline", etl = {qa_per_chunk = 1}},
@@ -85,3 +86,70 @@ def test_every_default_variant_changes_something_against_the_baseline():
         changed_models = {stage for stage in variant.models
                           if stage_spec(config.profile, variant, stage) != stage_spec(config.profile, base, stage)}
         assert changed_etl or changed_models or variant.decoding != base.decoding, variant.name
+
+
+def _pair(key: str, question: str, answer: str, valid: bool) -> dict:
+    return {"key": key, "question": question, "answer": answer, "valid": valid}
+
+
+def test_expansion_and_coverage_use_only_valid_pairs_of_their_paragraph():
+    from experiments.catalog.model_ablation import answer_coverage, expanded_corpus
+
+    corpus = {"p1": "Tides rise.", "p2": "Bees make honey."}
+    pairs = [_pair("p1", "Why do tides rise?", "the Moon", True), _pair("p1", "Rejected?", "the Sun", False),
+             _pair("p2", "What do bees make?", "honey", True), _pair("elsewhere", "Lost?", "x", True)]
+    expanded = expanded_corpus(corpus, pairs)
+    assert expanded == {"p1": "Tides rise.\nWhy do tides rise?", "p2": "Bees make honey.\nWhat do bees make?"}
+    human = {"h1": {"key": "p1", "answers": ["The Sun"]}, "h2": {"key": "p2", "answers": ["honey", "sweet honey"]},
+             "h3": {"key": "p1", "answers": ["the Moon itself"]}}
+    coverage = answer_coverage(human, pairs)
+    # the invalid pair's "the Sun" would match h1 exactly: it must not count
+    assert coverage["h1"] == 0.0 and coverage["h2"] == 1.0
+    assert 0.0 < coverage["h3"] < 1.0
+
+
+def test_squad_evaluation_refuses_documents(tiny_documents):
+    from experiments.catalog.model_ablation import ModelAblationConfig
+
+    with pytest.raises(ValueError, match="documents is not read with evaluation = 'squad'"):
+        ModelAblationConfig(documents=tiny_documents)
+    assert ModelAblationConfig(documents=tiny_documents, evaluation="none").documents == tiny_documents.resolve()
+
+
+@pytest.mark.slow
+def test_variants_are_judged_on_one_common_set_of_human_questions(tiny_squad, tmp_path, mlflow_uri, in_tmp_project):
+    """Two chunkings (160 and 24 tokens) make different chunks, yet both are scored on the same four
+    human questions over the same three paragraphs, paired, against the baseline."""
+    config = write_config(tmp_path / "exp.toml", f"""
+[model_ablation]
+squad = "{tiny_squad}"
+paragraphs_per_article = 2
+stages = ["qa"]
+n_boot = 300
+variants = [{{name = "baseline", etl = {{qa_per_chunk = 1}}}},
+            {{name = "chunk_24", etl = {{qa_per_chunk = 1, max_chunk_tokens = 24}}}}]
+""")
+    out = tmp_path / "out"
+    result = run_cli("-e", "model_ablation", "--config", str(config), "--output-dir", str(out), "--mlflow-uri", mlflow_uri)
+    assert result.exit_code == 0, result.output
+    metrics = assert_mlflow_matches_disk(mlflow_uri, "model_ablation", out)
+    folder = out / "model_ablation"
+    assert set(metrics) == {"baseline", "chunk_24"}
+    chunks = {name: len((folder / "etl_runs" / "run0" / name / "chunks.jsonl").read_text().splitlines())
+              for name in metrics}
+    assert chunks["chunk_24"] > chunks["baseline"], chunks  # the variants' corpora differ ...
+    per_q = pd.read_csv(folder / "per_human_question.csv")
+    for metric in ("d2q_ndcg@10", "answer_coverage_f1"):
+        rows = per_q[per_q["metric"] == metric]
+        ids = {name: set(rows[rows["variant"] == name]["question_id"]) for name in metrics}
+        assert ids["baseline"] == ids["chunk_24"] and len(ids["baseline"]) == 4  # ... the evaluation set does not
+        for name, values in metrics.items():
+            assert rows[rows["variant"] == name]["score"].mean() == pytest.approx(values[metric])
+            assert 0.0 <= values[metric] <= 1.0
+    significance = pd.read_csv(folder / "significance.csv")
+    assert set(significance["metric"]) == {"d2q_ndcg@10", "answer_coverage_f1"}
+    assert set(significance[~significance["is_baseline"]]["system"]) == {"chunk_24"}
+    reference = json.loads((folder / "reference.json").read_text())["no_expansion"]["d2q_ndcg@10"]
+    assert 0.0 < reference <= 1.0
+    report = (folder / "report.md").read_text()
+    assert "descriptive, not tested" in report and "4 answerable human questions" in report

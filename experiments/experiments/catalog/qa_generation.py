@@ -15,7 +15,13 @@ answer spans of the same paragraphs. Nothing here reuses the ETL's own filters a
   for the human questions and for each mode's valid questions (a generated set much easier than
   the human one is a warning: its questions copy their paragraph's words);
 * **diversity**: distinct-1/2 of the questions and the question-word distribution;
-* a sample of pairs in ``report.md`` for a person to read.
+* a sample of pairs in ``report.md`` for a person to read;
+* **cost**: the ETL's processing seconds per chunk of each run (from its ``report.json``).
+
+With ``wikipedia_articles`` > 0, each mode also runs over a seeded sample of the shared Wikipedia
+articles (their first ``max_chunks_per_doc`` chunks), which have no human questions: valid share,
+valid pairs per chunk, exact-span share, diversity, rejection reasons, cost and a sample.
+Finished ETL runs in the work folder are reused, so an interrupted invocation resumes.
 
 Means come with bootstrap CIs (``liquid_shared.stats.bootstrap_ci``).
 """
@@ -48,6 +54,15 @@ class QaGenerationConfig(ExperimentConfig):
     work_dir: Path | None = Field(None, description="Where sampled inputs and new ETL runs go (default: the output folder).")
     n_boot: int = Field(2000, ge=100, description="Bootstrap resamples for the CIs.")
     sample_size: int = Field(8, ge=0, description="Pairs per mode shown in the report.")
+    wikipedia_articles: int = Field(0, ge=0, description="Also run each mode over a seeded sample of this many shared "
+                                    "Wikipedia articles (no human questions there: valid share, exact spans, diversity, "
+                                    "a sample); 0 = SQuAD only.")
+    wikipedia: Path | None = Field(None, description="Wikipedia articles JSONL (default: "
+                                   "$LIQUID_DATA_DIR/wikipedia/articles.jsonl).")
+    max_chunks_per_doc: int | None = Field(8, ge=1, description="Chunks per Wikipedia article the ETL processes "
+                                           "(its first ones); None = all.")
+    wikipedia_runs: dict[str, Path] = Field(default_factory=dict, description="Existing Wikipedia ETL run folders per "
+                                            "mode (over the same seeded articles); missing modes are run.")
 
 
 def answer_type(text: str) -> str:
@@ -77,106 +92,89 @@ def _shares(counter: Counter) -> dict[str, float]:
     return {k: round(v / total, 3) for k, v in sorted(counter.items())}
 
 
-def sample_paragraphs(squad: dict[str, Any], per_article: int, seed: int) -> dict[str, dict[str, Any]]:
-    """``{"a<i>_p<j>": paragraph}``, a seeded sample of ``per_article`` paragraphs per article."""
-    rng = random.Random(seed)
-    out = {}
-    for ai, article in enumerate(squad["data"]):
-        paras = article["paragraphs"]
-        for pi in sorted(rng.sample(range(len(paras)), min(per_article, len(paras)))):
-            out[f"a{ai}_p{pi:02d}"] = paras[pi]
-    return out
-
-
-def load_run_pairs(run: Path) -> list[dict[str, Any]]:
-    """Every generated pair of an ETL run with its paragraph key, chunk text and validity."""
-    from liquid_shared.schemas import Chunk, QAPair, ValidationResult, read_jsonl
-
-    # the finished documents' shards (docs/<id>/), so a run still in progress can be read too
-    key_of, chunks, valid, pairs = {}, {}, {}, []
-    for shard in sorted((run / "docs").glob("*/record.json")):
-        record = json.loads(shard.read_text())
-        if record.get("status") != "done":
-            continue
-        folder = shard.parent
-        key_of[record["doc_id"]] = Path(record["source"]).stem
-        chunks.update({c.chunk_id: c for c in read_jsonl(folder / "chunks.jsonl", Chunk)})
-        valid.update({v.qa_id: v for v in read_jsonl(folder / "validation.jsonl", ValidationResult)})
-        pairs += list(read_jsonl(folder / "qa_pairs.jsonl", QAPair))
-    rows = []
-    for p in pairs:
-        v = valid.get(p.qa_id)
-        rows.append({"key": key_of.get(p.doc_id), "question": p.question, "answer": p.answer,
-                     "chunk": chunks[p.chunk_id].text, "valid": bool(v and v.valid),
-                     "reasons": list(v.reasons) if v else []})
-    return rows
-
-
 def _ci(values: list[float], n_boot: int, seed: int) -> dict[str, float]:
     from liquid_shared.stats import bootstrap_ci
 
-    if not values:
-        return {"mean": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0}
+    if len(values) < 2:  # no interval from one value
+        mean = values[0] if values else float("nan")
+        return {"mean": mean, "low": float("nan"), "high": float("nan"), "n": len(values)}
     ci = bootstrap_ci(values, n_boot=n_boot, seed=seed, method="percentile")
     return {"mean": round(ci.estimate, 4), "low": round(ci.low, 4), "high": round(ci.high, 4), "n": len(values)}
 
 
-def retrieval_ndcg(corpus: dict[str, str], queries: dict[str, tuple[str, str]]) -> dict[str, list[float]]:
-    """Per-query nDCG@10 of BM25 and dense; ``queries``: {qid: (text, relevant paragraph key)}."""
-    from experiments.retrieval_variants import VariantSpec, run_variants
-    from liquid_shared.metrics import evaluate
-    from rag_runtime import IndexedDoc, RagIndex
+def _timing(run: Path, n_chunks: int) -> dict[str, float]:
+    """Processing seconds of the run's last invocation and per chunk it processed (``report.json``)."""
+    try:
+        this_run = json.loads((Path(run) / "report.json").read_text())["this_run"]
+    except (OSError, KeyError, json.JSONDecodeError):
+        return {}
+    seconds, chunks = this_run.get("processing_seconds"), this_run.get("chunks_processed") or n_chunks
+    if not seconds or not chunks:
+        return {}
+    return {"processing_seconds": round(seconds, 1), "seconds_per_chunk": round(seconds / chunks, 2)}
 
-    docs = [IndexedDoc(id=k, text=t) for k, t in corpus.items()]
-    index = RagIndex.build(docs, with_dense=True)
-    variants = [VariantSpec(name="bm25", retriever="bm25"), VariantSpec(name="dense", retriever="dense")]
-    ranked = run_variants(index, {q: t for q, (t, _) in queries.items()}, variants, k=10, candidates=10, boost_factor=1.0)
-    qrels = {q: {rel: 1} for q, (_, rel) in queries.items()}
-    out = {}
-    for name, run_ in ranked.runs.items():
-        res = evaluate(run_, qrels, ["ndcg@10"])
-        out[name] = [res.per_query["ndcg@10"][q] for q in res.query_ids]
-    return out
+
+def _pair_details(pairs: list[dict[str, Any]], n_chunks: int, n_boot: int, seed: int) -> dict[str, Any]:
+    """What every mode reports, with or without human references."""
+    valid = [p for p in pairs if p["valid"]]
+    texts = [p["question"] for p in valid]
+    return {
+        "pairs": len(pairs), "valid": len(valid), "chunks": n_chunks,
+        "valid_share": _ci([float(p["valid"]) for p in pairs], n_boot, seed),
+        "valid_per_chunk": round(len(valid) / n_chunks, 3) if n_chunks else float("nan"),
+        "exact_span_share": _ci([float(p["answer"] in p["chunk"]) for p in valid], n_boot, seed),
+        "answer_types": _shares(Counter(answer_type(p["answer"]) for p in valid)),
+        "question_words": _shares(Counter(question_word(t) for t in texts)),
+        "distinct_1": round(distinct_n(texts, 1), 3),
+        "distinct_2": round(distinct_n(texts, 2), 3),
+        "rejection_reasons": _shares(Counter(r.split(":")[0].split(" (")[0] for p in pairs for r in p["reasons"])),
+    }
+
+
+def _etl_run(folder: Path, inputs: Path, mode: str, ctx: RunContext, **etl: Any) -> Path:
+    from experiments.eval_data import is_finished_etl_run, run_etl_into
+
+    if is_finished_etl_run(folder):  # made by an earlier, interrupted invocation: reused as it is
+        ctx.console.print(f"ETL {mode}: reusing the finished run {folder}")
+        return folder
+    t0 = time.perf_counter()
+    run_etl_into(folder, ctx.console, input_dir=inputs, stages=("qa",), qa_mode=mode, **etl)
+    ctx.console.print(f"ETL {mode} into {folder}: {time.perf_counter() - t0:.0f} s")
+    return folder
 
 
 @register("qa_generation", QaGenerationConfig,
           "Generated QA (extractive vs abstractive) against SQuAD's human questions: valid share, exact spans, "
-          "agreement with human answers, retrieval difficulty (nDCG@10 BM25/dense), diversity, a sample; CIs.")
+          "agreement with human answers, retrieval difficulty (nDCG@10 BM25/dense), diversity, a sample; CIs. "
+          "Optionally the same modes on Wikipedia articles (no human questions).")
 def run(config: QaGenerationConfig, ctx: RunContext) -> ExperimentResult:
-    from liquid_shared.config import get_settings
+    from experiments.squad_eval import (
+        article_corpus,
+        count_done_chunks,
+        human_questions,
+        load_run_pairs,
+        load_squad,
+        retrieval_ndcg,
+        sample_paragraphs,
+        write_paragraph_inputs,
+    )
     from liquid_shared.metrics import token_f1
 
-    squad_path = config.squad or Path(get_settings().data_dir) / "squad" / "dev-v2.0-3articles.json"
-    if not squad_path.is_file():
-        raise FileNotFoundError(f"SQuAD file {squad_path} not found (set --squad or LIQUID_DATA_DIR)")
-    squad = json.loads(squad_path.read_text())
+    squad = load_squad(config.squad)
     paragraphs = sample_paragraphs(squad, config.paragraphs_per_article, config.seed)
     work = config.work_dir or ctx.output_dir
     runs = dict(config.runs)
     for mode in config.modes:
         if mode not in runs:
-            from experiments.eval_data import run_etl_into
+            inputs = write_paragraph_inputs(paragraphs, work / "squad_input")
+            runs[mode] = _etl_run(work / f"etl_{mode}", inputs, mode, ctx)
 
-            inputs = work / "squad_input"
-            inputs.mkdir(parents=True, exist_ok=True)
-            for key, para in paragraphs.items():
-                (inputs / f"{key}.txt").write_text(para["context"] + "\n", encoding="utf-8")
-            t0 = time.perf_counter()
-            runs[mode] = run_etl_into(work / f"etl_{mode}", ctx.console, input_dir=inputs, stages=("qa",), qa_mode=mode)
-            ctx.console.print(f"ETL {mode}: {time.perf_counter() - t0:.0f} s")
-
-    human_q: dict[str, tuple[str, str]] = {}
-    n = 0
-    for key, para in paragraphs.items():
-        for q in para["qas"]:
-            if not q["is_impossible"]:
-                human_q[f"h{n}"] = (q["question"], key)
-                n += 1
+    human = human_questions(paragraphs)
+    human_q = {q: (h["text"], h["key"]) for q, h in human.items()}
     human_answers = {key: [a["text"] for q in p["qas"] for a in q["answers"]] for key, p in paragraphs.items()}
-    corpus = {f"a{ai}_p{pi:02d}": p["context"] for ai, a in enumerate(squad["data"]) for pi, p in enumerate(a["paragraphs"])}
+    corpus = article_corpus(squad)
 
     query_sets: dict[str, dict[str, tuple[str, str]]] = {"human": human_q}
-    metrics: dict[str, dict[str, float]] = {}
     details: dict[str, Any] = {}
     samples: dict[str, list[dict[str, Any]]] = {}
     seed = config.seed
@@ -185,26 +183,20 @@ def run(config: QaGenerationConfig, ctx: RunContext) -> ExperimentResult:
         valid = [p for p in pairs if p["valid"]]
         per_para = Counter(p["key"] for p in valid)
         agree = [max(token_f1(p["answer"], human_answers[p["key"]]), 0.0) for p in valid if human_answers[p["key"]]]
+        n_chunks = count_done_chunks(Path(folder))
         details[mode] = {
-            "pairs": len(pairs), "valid": len(valid),
-            "valid_share": _ci([float(p["valid"]) for p in pairs], config.n_boot, seed),
+            **_pair_details(pairs, n_chunks, config.n_boot, seed),
             "valid_per_paragraph": _ci([float(per_para.get(k, 0)) for k in paragraphs], config.n_boot, seed),
-            "exact_span_share": _ci([float(p["answer"] in p["chunk"]) for p in valid], config.n_boot, seed),
             "human_answer_f1": _ci(agree, config.n_boot, seed),
             "human_answer_overlap": _ci([float(f >= 0.5) for f in agree], config.n_boot, seed),
-            "answer_types": _shares(Counter(answer_type(p["answer"]) for p in valid)),
-            "question_words": _shares(Counter(question_word(p["question"]) for p in valid)),
-            "distinct_1": round(distinct_n([p["question"] for p in valid], 1), 3),
-            "distinct_2": round(distinct_n([p["question"] for p in valid], 2), 3),
-            "rejection_reasons": _shares(Counter(r.split(":")[0].split(" (")[0] for p in pairs for r in p["reasons"])),
+            **_timing(Path(folder), n_chunks),
         }
         query_sets[mode] = {f"{mode}{i}": (p["question"], p["key"]) for i, p in enumerate(valid)}
         samples[mode] = random.Random(seed).sample(pairs, min(config.sample_size, len(pairs)))
     human_texts = [t for t, _ in human_q.values()]
     details["human"] = {
         "questions": len(human_q),
-        "answer_types": _shares(Counter(answer_type(q["answers"][0]["text"]) for p in paragraphs.values()
-                                        for q in p["qas"] if not q["is_impossible"])),
+        "answer_types": _shares(Counter(answer_type(h["answers"][0]) for h in human.values() if h["answers"])),
         "question_words": _shares(Counter(question_word(t) for t in human_texts)),
         "distinct_1": round(distinct_n(human_texts, 1), 3), "distinct_2": round(distinct_n(human_texts, 2), 3),
     }
@@ -213,11 +205,22 @@ def run(config: QaGenerationConfig, ctx: RunContext) -> ExperimentResult:
             details[name]["retrieval"] = "fewer than 2 questions"
             continue
         ndcg = retrieval_ndcg(corpus, queries)
-        details[name]["retrieval"] = {r: _ci(v, config.n_boot, seed) for r, v in ndcg.items()}
+        details[name]["retrieval"] = {r: _ci(list(v.values()), config.n_boot, seed) for r, v in ndcg.items()}
+
+    if config.wikipedia_articles:
+        wiki_runs = _wikipedia_runs(config, work, ctx)
+        for mode, folder in wiki_runs.items():
+            pairs = load_run_pairs(Path(folder))
+            n_chunks = count_done_chunks(Path(folder))
+            details[f"wikipedia_{mode}"] = {**_pair_details(pairs, n_chunks, config.n_boot, seed),
+                                            **_timing(Path(folder), n_chunks)}
+            samples[f"wikipedia_{mode}"] = random.Random(seed).sample(pairs, min(config.sample_size, len(pairs)))
+
+    metrics: dict[str, dict[str, float]] = {}
     for name, d in details.items():
         m = {k: d[k]["mean"] for k in ("valid_share", "valid_per_paragraph", "exact_span_share",
                                         "human_answer_f1", "human_answer_overlap") if k in d}
-        m.update({"distinct_1": d["distinct_1"], "distinct_2": d["distinct_2"]})
+        m.update({k: d[k] for k in ("valid_per_chunk", "distinct_1", "distinct_2", "seconds_per_chunk") if k in d})
         if isinstance(d.get("retrieval"), dict):
             m.update({f"ndcg@10.{r}": v["mean"] for r, v in d["retrieval"].items()})
         metrics[name] = m
@@ -229,6 +232,28 @@ def run(config: QaGenerationConfig, ctx: RunContext) -> ExperimentResult:
         "against the human SQuAD questions and answers, independent of the generator"])
 
 
+def _wikipedia_runs(config: QaGenerationConfig, work: Path, ctx: RunContext) -> dict[str, Path]:
+    from experiments.wikipedia_sample import write_article_sample
+    from liquid_shared.config import get_settings
+
+    runs = dict(config.wikipedia_runs)
+    missing = [m for m in config.modes if m not in runs]
+    if missing:
+        articles = config.wikipedia
+        if articles is None:
+            data_dir = get_settings().data_dir
+            if data_dir is None:
+                raise FileNotFoundError("wikipedia_articles > 0 needs the `wikipedia` path or LIQUID_DATA_DIR")
+            articles = Path(data_dir) / "wikipedia" / "articles.jsonl"
+        if not Path(articles).is_file():
+            raise FileNotFoundError(f"Wikipedia articles {articles} not found (set `wikipedia` or LIQUID_DATA_DIR)")
+        inputs = write_article_sample(Path(articles), work / "wikipedia_input", config.wikipedia_articles, config.seed)
+        for mode in missing:
+            runs[mode] = _etl_run(work / f"etl_wikipedia_{mode}", inputs.parent, mode, ctx,
+                                  max_chunks_per_doc=config.max_chunks_per_doc)
+    return runs
+
+
 def _fmt(ci: Any) -> str:
     return f"{ci['mean']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}] (n={ci['n']})" if isinstance(ci, dict) else str(ci)
 
@@ -238,6 +263,8 @@ def _report(details: dict[str, Any], samples: dict[str, list[dict[str, Any]]], n
              f"{n_paragraphs} sampled paragraphs; retrieval over all {n_corpus} paragraphs of the articles "
              "(each question's one relevant document: its paragraph). Means with 95 % bootstrap CIs.", ""]
     keys = ("valid_share", "valid_per_paragraph", "exact_span_share", "human_answer_f1", "human_answer_overlap")
+    extra = ("valid_per_chunk", "answer_types", "question_words", "distinct_1", "distinct_2", "rejection_reasons",
+             "pairs", "valid", "chunks", "processing_seconds", "seconds_per_chunk")
     for name, d in details.items():
         lines += [f"## {name}", ""]
         for k in keys:
@@ -245,7 +272,7 @@ def _report(details: dict[str, Any], samples: dict[str, list[dict[str, Any]]], n
                 lines.append(f"- {k}: {_fmt(d[k])}")
         if isinstance(d.get("retrieval"), dict):
             lines += [f"- nDCG@10 {r}: {_fmt(v)}" for r, v in d["retrieval"].items()]
-        for k in ("answer_types", "question_words", "distinct_1", "distinct_2", "rejection_reasons", "pairs", "valid"):
+        for k in extra:
             if k in d:
                 lines.append(f"- {k}: {d[k]}")
         lines.append("")
