@@ -203,7 +203,7 @@ def main() -> None:
     summary = {
         name: {k: v for k, v in r.items() if k != "report"} | {"counts": r["report"]["counts"]} for name, r in results.items()
     }
-    summary["memory"] = {"peak_rss_bytes": peak_rss_bytes(), "weights": weights, "sum_of_stage_models": stage_sum}
+    summary["memory"] = {"peak_rss_bytes": peak_rss_bytes(), "weights": weights, "sum_of_role_models": stage_sum}
     summary["batches"] = batches
     (args.out / "bench.json").write_text(json.dumps(summary, indent=2, default=str))
 

@@ -31,7 +31,7 @@ them has is an error.
 \b
 Examples:
   python run_experiments.py --experiments rag_quality --dataset ../shared/data/beir/scifact
-  python run_experiments.py --experiments dual_pipeline model_ablation --documents data/samples --n-runs 3
+  python run_experiments.py --experiments dual_pipeline model_ablation --n-runs 3
   python run_experiments.py --all --config experiments.toml
   python run_experiments.py --list
   python run_experiments.py report --output-dir results/experiments
@@ -129,8 +129,8 @@ def run(
         "queries.jsonl, qrels/) or an ETL run folder; ft_quality also takes a fine-tuning JSONL file. Default: the "
         "default ETL run (made first if missing).")] = None,
     documents: Annotated[Path | None, typer.Option(
-        "--documents", help="Input documents for dual_pipeline and model_ablation (a folder the ETL reads). "
-        "Default: data/samples.")] = None,
+        "--documents", help="Input documents for dual_pipeline, and for model_ablation with evaluation = 'none' "
+        "(a folder the ETL reads). Default: data/samples.")] = None,
     mlflow_uri: Annotated[str | None, typer.Option(
         "--mlflow-uri", help="MLflow tracking URI (default: LIQUID_MLFLOW_URI, else sqlite:///<project>/mlruns.db).")] = None,
     output_dir: Annotated[Path | None, typer.Option(

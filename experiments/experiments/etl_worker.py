@@ -5,7 +5,7 @@ dual_pipeline and model_ablation run every pipeline variant through this worker 
 one pays its own imports and model loads and has its own peak memory (``ru_maxrss`` of a process
 only grows), as separate pipelines would in practice.
 
-SPEC: ``{"etl": {EtlConfig fields}, "models": {profile stage: ModelSpec fields}, "decoding":
+SPEC: ``{"etl": {EtlConfig fields}, "models": {model role: ModelSpec fields}, "decoding":
 "constrained" | "free", "seed": int | null}``. RESULT: exit code, the ETL report, the registry's
 model loads and prefill batches, free-decoding parse counts, peak RSS and wall seconds.
 """
@@ -45,7 +45,7 @@ def _cpu_seconds() -> float:
 
 
 def build_provider(spec: WorkerSpec, profile: str):
-    """A ``ModelProvider`` (profile stage -> pydantic-ai model) with the spec's overrides."""
+    """A ``ModelProvider`` (model role -> pydantic-ai model) with the spec's overrides."""
     from experiments.free_decoding import FreeDecodingModel
     from liquid_shared.models import LiquidModel, ModelSpec, get_profile
 

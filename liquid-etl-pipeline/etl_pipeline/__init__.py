@@ -36,7 +36,7 @@ _EXPORTS = {
     "segment_document": "etl_pipeline.chunking",
     "boundary_report": "etl_pipeline.chunking",
     "ChunkStages": "etl_pipeline.llm_stages",
-    "PROFILE_STAGE": "etl_pipeline.llm_stages",
+    "STAGE_ROLE": "etl_pipeline.llm_stages",
     "registry_models": "etl_pipeline.llm_stages",
     "build_document_graph": "etl_pipeline.graph",
     "DocOutcome": "etl_pipeline.graph",

@@ -3,7 +3,7 @@
 Two runs with the same fingerprint produce the same records for an unchanged document, so a
 re-run may reuse that document's finished shard. The fingerprint (``fingerprint_settings``)
 covers every setting that changes a record: the chunking and stage knobs, the full model spec of
-every profile stage after per-stage overrides, the dtype and device kind each model resolves to
+every model role after ``role_models`` overrides, the dtype and device kind each model resolves to
 (``LIQUID_DTYPE``/``LIQUID_DEVICE``), the embedding model, the prompt version and a hash of the
 source of every module that shapes a record (chunker, prompts, output schemas, TMD table,
 assembly). Knobs that only change *how fast* a run goes (concurrency, documents in flight, the
@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 """The monorepo root when the package is used from a checkout (the shipped samples live there)."""
@@ -61,8 +61,8 @@ RECORD_SHAPING_MODULES: tuple[str, ...] = (
 )
 """Source files whose text is hashed into the fingerprint (paths under the package's parent)."""
 
-PROFILE_STAGES_USED: tuple[str, ...] = ("chunking", "metadata", "summary", "qa", "validation")
-"""Profile stages the ETL draws models from (``llm_stages.PROFILE_STAGE`` maps ETL stages onto them)."""
+MODEL_ROLES_USED: tuple[str, ...] = ("chunking", "metadata", "summary", "qa", "validation")
+"""Model roles the ETL draws models from (``llm_stages.STAGE_ROLE`` maps ETL stages onto them)."""
 
 
 class EtlConfig(BaseModel):
@@ -128,9 +128,10 @@ class EtlConfig(BaseModel):
     jsonl_id_field: str = Field(
         "id", description="Field of a .jsonl record that names it; a record without one is named by its content hash."
     )
-    stage_models: dict[str, str] = Field(
+    role_models: dict[str, str] = Field(
         default_factory=dict,
-        description="Per profile stage ('metadata', 'summary', 'qa', 'validation', 'chunking'), a model id "
+        validation_alias=AliasChoices("role_models", "stage_models"),  # stage_models: the name before 2026-12
+        description="Per model role ('metadata', 'summary', 'qa', 'validation', 'chunking'), a model id "
         "replacing the profile's; the rest of the stage's spec is kept.",
     )
     chunk_window: int = Field(
@@ -153,12 +154,12 @@ class EtlConfig(BaseModel):
             raise ValueError("stage 'judge' needs stage 'qa' (it judges the generated QA pairs)")
         return tuple(s for s in LLM_STAGES if s in value)
 
-    @field_validator("stage_models")
+    @field_validator("role_models")
     @classmethod
-    def _known_profile_stages(cls, value: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(value) - set(PROFILE_STAGES_USED))
+    def _known_roles(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(MODEL_ROLES_USED))
         if unknown:
-            raise ValueError(f"stage_models: unknown profile stage(s) {unknown}; choose from {list(PROFILE_STAGES_USED)}")
+            raise ValueError(f"role_models: unknown model role(s) {unknown}; choose from {list(MODEL_ROLES_USED)}")
         return value
 
     @field_validator("categories")
@@ -179,17 +180,17 @@ class EtlConfig(BaseModel):
     def effective_docs_in_flight(self) -> int:
         return self.docs_in_flight or self.concurrency
 
-    def stage_specs(self) -> dict[str, Any]:
-        """The ``ModelSpec`` of every profile stage the ETL uses, per-stage overrides applied."""
+    def role_specs(self) -> dict[str, Any]:
+        """The ``ModelSpec`` of every model role the ETL uses, ``role_models`` overrides applied."""
         from liquid_shared.models import get_profile
 
         profile = get_profile(self.profile)
         specs = {}
-        for stage in PROFILE_STAGES_USED:
-            spec = profile.spec_for(stage)
-            if stage in self.stage_models:
-                spec = spec.model_copy(update={"model": self.stage_models[stage]})
-            specs[stage] = spec
+        for role in MODEL_ROLES_USED:
+            spec = profile.spec_for(role)
+            if role in self.role_models:
+                spec = spec.model_copy(update={"model": self.role_models[role]})
+            specs[role] = spec
         return specs
 
     def fingerprint_settings(self) -> dict[str, Any]:
@@ -214,16 +215,16 @@ def _fingerprint_settings(config_json: str, dtype: str | None, device: str | Non
 
     cfg = EtlConfig.model_validate_json(config_json)
     models = {}
-    for stage, spec in cfg.stage_specs().items():
+    for role, spec in cfg.role_specs().items():
         try:
             placement = placement_for(spec)
             resolved = {"dtype": str(placement.dtype).removeprefix("torch."), "device_type": placement.device.type}
         except Exception as exc:  # an unusable device is reported when the model loads; keep the request
             resolved = {"dtype": spec.dtype or dtype, "device_type": spec.device or device, "error": type(exc).__name__}
-        models[stage] = {"spec": spec.model_dump(mode="json"), **resolved}
+        models[role] = {"spec": spec.model_dump(mode="json"), **resolved}
     knobs = json.loads(config_json)
     knobs["judge_threshold"] = cfg.effective_judge_threshold
-    knobs.pop("stage_models", None)  # folded into models
+    knobs.pop("role_models", None)  # folded into models
     return {
         **knobs,
         "models": models,

@@ -1,12 +1,12 @@
 """The per-document Pydantic Graph.
 
 ```
-load ──► (Document?) ──► chunk ──► next_window ──(window)──► map over its chunks ──► describe  ─┐
+load ──► (Document?) ──► chunk ──► next_window ──(window)──► map over its chunks ──► metadata  ─┐
    │                                  ▲    │                          ├─────► classify  ─┤
-   │                                  │    │                          ├─────► place     ─┤ (taxonomy)
-   │                                  │    │                          ├─────► extract   ─┤ (facts)
-   │                                  │    │                          ├─────► summarise ─┤
-   │                                  │    │                          └─────► ask ──► judge ─┤
+   │                                  │    │                          ├─────► taxonomy  ─┤
+   │                                  │    │                          ├─────► facts     ─┤
+   │                                  │    │                          ├─────► summary   ─┤
+   │                                  │    │                          └─────► qa ──► judge ─┤
    │                                  │    │                                          collect (join)
    │                                  └────┼──────────── window_done ◄─────────────────────┘
    │                                       └─(all windows done)──► finalize ──► end
@@ -21,6 +21,11 @@ runner keeps several documents in flight: the model sees requests from all of th
 at most ``concurrency`` per stage (see ``llm_stages``). Steps never raise for bad input or a bad model
 output: those become fallbacks or per-item errors in the document's stats. ``finalize`` embeds,
 assigns TMD codes, assembles the records and writes the document's shard atomically.
+
+Each LLM step is named after its stage (``config.LLM_STAGES``): the same name is the ``--stages``
+value, the key of the report's stage statistics and the ``llm_stages`` method. The model a stage
+uses comes from its **model role** in the profile (``llm_stages.STAGE_ROLE``: ``classify``,
+``taxonomy`` and ``facts`` share the ``metadata`` role's model, the judge uses ``validation``'s).
 """
 
 from __future__ import annotations
@@ -191,7 +196,7 @@ def build_document_graph():
         return ctx.state.windowed
 
     @g.step
-    async def describe(ctx: StepContext[DocState, PipelineDeps, Chunk]) -> StageOutput:
+    async def metadata(ctx: StepContext[DocState, PipelineDeps, Chunk]) -> StageOutput:
         value = await ctx.deps.stages.metadata(ctx.inputs, ctx.state.stats)
         _chunk_finished(ctx, ctx.inputs.chunk_id)
         return StageOutput(ctx.inputs.chunk_id, "metadata", value)
@@ -203,25 +208,25 @@ def build_document_graph():
         return StageOutput(ctx.inputs.chunk_id, "classify", value)
 
     @g.step
-    async def place(ctx: StepContext[DocState, PipelineDeps, Chunk]) -> StageOutput:
+    async def taxonomy(ctx: StepContext[DocState, PipelineDeps, Chunk]) -> StageOutput:
         value = await ctx.deps.stages.taxonomy(ctx.inputs, ctx.state.stats)
         _chunk_finished(ctx, ctx.inputs.chunk_id)
         return StageOutput(ctx.inputs.chunk_id, "taxonomy", value)
 
     @g.step
-    async def extract(ctx: StepContext[DocState, PipelineDeps, Chunk]) -> StageOutput:
+    async def facts(ctx: StepContext[DocState, PipelineDeps, Chunk]) -> StageOutput:
         value = await ctx.deps.stages.facts(ctx.inputs, ctx.state.stats)
         _chunk_finished(ctx, ctx.inputs.chunk_id)
         return StageOutput(ctx.inputs.chunk_id, "facts", value)
 
     @g.step
-    async def summarise(ctx: StepContext[DocState, PipelineDeps, Chunk]) -> StageOutput:
+    async def summary(ctx: StepContext[DocState, PipelineDeps, Chunk]) -> StageOutput:
         value = await ctx.deps.stages.summary(ctx.inputs, ctx.state.stats)
         _chunk_finished(ctx, ctx.inputs.chunk_id)
         return StageOutput(ctx.inputs.chunk_id, "summary", value)
 
     @g.step
-    async def ask(ctx: StepContext[DocState, PipelineDeps, Chunk]) -> tuple[Chunk, list]:
+    async def qa(ctx: StepContext[DocState, PipelineDeps, Chunk]) -> tuple[Chunk, list]:
         return ctx.inputs, await ctx.deps.stages.qa(ctx.inputs, ctx.state.stats)
 
     @g.step
@@ -251,11 +256,11 @@ def build_document_graph():
         g.edge_from(chunk).to(next_window),
         g.edge_from(next_window).to(
             g.decision(node_id="more windows?")
-            .branch(g.match(list).map(downstream_join_id="collect").to(describe, classify, place, extract, summarise, ask))
+            .branch(g.match(list).map(downstream_join_id="collect").to(metadata, classify, taxonomy, facts, summary, qa))
             .branch(g.match(WindowsDone).to(finalize))
         ),
-        g.edge_from(ask).to(judge),
-        g.edge_from(describe, classify, place, extract, summarise, judge).to(collect),
+        g.edge_from(qa).to(judge),
+        g.edge_from(metadata, classify, taxonomy, facts, summary, judge).to(collect),
         g.edge_from(collect).to(window_done),
         g.edge_from(window_done).to(next_window),
         g.edge_from(finalize, record_failure).to(g.end_node),

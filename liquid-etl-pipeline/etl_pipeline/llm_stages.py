@@ -1,7 +1,7 @@
 """The LLM stages as Pydantic AI agents, each with a bounded pydantic output type.
 
 One ``Agent`` per stage, built once per run; every agent gets its model from the shared registry
-through ``model_for_stage`` (so however many agents name a spec, it is loaded once), or from a
+through ``model_for_role`` (so however many agents name a spec, it is loaded once), or from a
 ``model_provider`` that tests use to plug in a ``FunctionModel``.
 
 Batching: each stage has its own semaphore of size ``concurrency`` (requests of that stage in
@@ -55,7 +55,7 @@ from liquid_shared.schemas import Chunk
 
 T = TypeVar("T")
 
-PROFILE_STAGE = {
+STAGE_ROLE = {
     "metadata": "metadata",
     "classify": "metadata",
     "taxonomy": "metadata",
@@ -148,18 +148,18 @@ class DocStats:
 
 
 ModelProvider = Callable[[str], Model]
-"""Maps a profile stage name ('metadata', 'summary', 'qa', 'validation', 'chunking') to a model."""
+"""Maps a model role name ('metadata', 'summary', 'qa', 'validation', 'chunking') to a model."""
 
 
 def registry_models(profile: str) -> ModelProvider:
     """Models from the shared registry for ``profile`` (one load per distinct spec)."""
-    from liquid_shared.models import model_for_stage
+    from liquid_shared.models import model_for_role
 
     cache: dict[str, Model] = {}
 
     def provide(stage: str) -> Model:
         if stage not in cache:
-            cache[stage] = model_for_stage(stage, profile)
+            cache[stage] = model_for_role(stage, profile)
         return cache[stage]
 
     return provide
@@ -234,7 +234,7 @@ class ChunkStages:
         for stage, output_type in output_types.items():
             instructions = INSTRUCTIONS[stage]
             self.agents[stage] = Agent(
-                model_provider(PROFILE_STAGE[stage]),
+                model_provider(STAGE_ROLE[stage]),
                 output_type=output_type,
                 instructions=instructions,
                 name=f"etl-{stage}",

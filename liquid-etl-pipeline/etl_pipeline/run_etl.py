@@ -56,9 +56,12 @@ def main(
         int, typer.Option(help="Chunks of one document in the LLM stages at once (bounds memory on a long document).")
     ] = 32,
     max_file_mb: Annotated[float, typer.Option(help="Files larger than this are refused with an error.")] = 64.0,
-    stage_model: Annotated[
+    role_model: Annotated[
         list[str] | None,
-        typer.Option(help="Per-stage model override STAGE=MODEL (profile stages: chunking, metadata, summary, qa, validation); repeatable."),
+        typer.Option("--role-model", "--stage-model",
+                     help="Model override ROLE=MODEL for a model role (chunking, metadata, summary, qa, validation; "
+                     "classify, taxonomy and facts use metadata's model, judge and reader validation's); repeatable. "
+                     "--stage-model is the old name."),
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Reuse an output folder made for another input folder (its documents are replaced).")
@@ -120,7 +123,7 @@ def main(
     if categories is not None:
         fields["categories"] = _split(categories)
     try:
-        fields["stage_models"] = _stage_models(stage_model or [])
+        fields["role_models"] = _role_models(role_model or [])
         config = EtlConfig(**fields)
     except ValueError as exc:
         console.print(f"[red]invalid options:[/red] {exc}")
@@ -135,13 +138,13 @@ def main(
     raise typer.Exit(_run(config, console, quiet=quiet, track=not no_track))
 
 
-def _stage_models(values: list[str]) -> dict[str, str]:
+def _role_models(values: list[str]) -> dict[str, str]:
     out = {}
     for value in values:
-        stage, sep, model = value.partition("=")
-        if not sep or not stage.strip() or not model.strip():
-            raise ValueError(f"--stage-model {value!r}: expected STAGE=MODEL, e.g. qa=LiquidAI/LFM2-1.2B")
-        out[stage.strip()] = model.strip()
+        role, sep, model = value.partition("=")
+        if not sep or not role.strip() or not model.strip():
+            raise ValueError(f"--role-model {value!r}: expected ROLE=MODEL, e.g. qa=LiquidAI/LFM2-1.2B")
+        out[role.strip()] = model.strip()
     return out
 
 

@@ -37,7 +37,7 @@ from etl_pipeline.graph import (
     build_document_graph,
     write_failure,
 )
-from etl_pipeline.llm_stages import PROFILE_STAGE, ChunkStages, ModelProvider, registry_models
+from etl_pipeline.llm_stages import STAGE_ROLE, ChunkStages, ModelProvider, registry_models
 from etl_pipeline.loaders import SUPPORTED_SUFFIXES, Discovery, SourceItem, discover
 from etl_pipeline.merge import merge_run
 from etl_pipeline.quality import check_run
@@ -295,18 +295,18 @@ def _run_notes(found: Discovery, plan: WorkPlan, replaced_input: str | None) -> 
 
 
 def _registry_provider(config: EtlConfig) -> ModelProvider:
-    """The registry's model for each profile stage, with the run's per-stage overrides applied."""
-    if not config.stage_models:
+    """The registry's model for each model role, with the run's per-stage overrides applied."""
+    if not config.role_models:
         return registry_models(config.profile)
     from liquid_shared.models.pydantic_model import LiquidModel
 
-    specs = config.stage_specs()
+    specs = config.role_specs()
     cache: dict[str, Any] = {}
 
-    def provide(stage: str):
-        if stage not in cache:
-            cache[stage] = LiquidModel(specs[stage])
-        return cache[stage]
+    def provide(role: str):
+        if role not in cache:
+            cache[role] = LiquidModel(specs[role])
+        return cache[role]
 
     return provide
 
@@ -327,14 +327,14 @@ def _memory_report(config: EtlConfig, uses_registry: bool) -> dict[str, Any]:
     from liquid_shared.models import get_registry
 
     registry = get_registry()
-    specs = config.stage_specs()
+    specs = config.role_specs()
     weights: dict[str, int] = {}
     for spec in registry.loaded_specs():
         weights[spec.model] = int(registry.get(spec).weight_bytes)
     per_stage = {}
-    for stage, profile_stage in PROFILE_STAGE.items():
+    for stage, role in STAGE_ROLE.items():
         if stage in config.stages or (stage == "boundaries" and config.llm_boundaries):
-            per_stage[stage] = specs[profile_stage].model
+            per_stage[stage] = specs[role].model
     out.update(
         {
             "model_loads": {spec.model: n for spec, n in registry.load_counts.items()},

@@ -158,9 +158,9 @@ class AnswerAgent:
         min_support: float = DEFAULT_MIN_SUPPORT,
     ):
         if model is None:
-            from liquid_shared.models import model_for_stage
+            from liquid_shared.models import model_for_role
 
-            model = model_for_stage("answer")
+            model = model_for_role("answer")
         if mode == "auto":
             mode = choose_mode(model)
         if mode not in ("tool", "context"):

@@ -3,7 +3,7 @@
 Public surface (imported lazily, so ``import liquid_shared`` stays cheap):
 
 * models: ``ModelSpec``, ``ModelRegistry``, ``get_registry``, ``LiquidModel``, ``default_model``,
-  ``model_for_stage``, ``get_profile``, ``ModelLoadError``, ``resolve_source`` (where a spec's
+  ``model_for_role``, ``get_profile``, ``ModelLoadError``, ``resolve_source`` (where a spec's
   weights come from, without loading them; raises ``ModelLoadError`` when they are not available)
 * ``Embedder``, ``get_embedder`` (sentence-transformers with an on-disk cache)
 * ``LiquidSettings``, ``get_settings`` (``LIQUID_*`` env vars, ``liquid.toml``)
@@ -23,7 +23,7 @@ _EXPORTS = {
     "get_registry": "liquid_shared.models",
     "LiquidModel": "liquid_shared.models",
     "default_model": "liquid_shared.models",
-    "model_for_stage": "liquid_shared.models",
+    "model_for_role": "liquid_shared.models",
     "get_profile": "liquid_shared.models",
     "ModelLoadError": "liquid_shared.models",
     "resolve_source": "liquid_shared.models.loading",

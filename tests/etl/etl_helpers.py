@@ -36,7 +36,7 @@ def _passage(prompt: str) -> str:
 
 
 class ScriptedModels:
-    """A FunctionModel per profile stage; records calls and the most requests seen in flight."""
+    """A FunctionModel per model role; records calls and the most requests seen in flight."""
 
     def __init__(self, *, fail_stages: set[str] = frozenset(), garbage_stages: set[str] = frozenset(), delay_rounds: int = 3,
                  hold_until: int | None = None, hold_seconds: float = 2.0):

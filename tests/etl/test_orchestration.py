@@ -66,6 +66,21 @@ def test_full_run_writes_every_output_consistently(sample_copy: Path, tmp_path: 
     assert (out / "quality.json").is_file()
 
 
+def test_every_stage_has_one_name_and_a_model_role():
+    """A stage's name is its graph step, its ``--stages`` value, its report key (``DocStats``), its
+    ``ChunkStages`` method and its output budget; its model comes from a role of every profile."""
+    from etl_pipeline.config import LLM_STAGES, MODEL_ROLES_USED
+    from etl_pipeline.graph import build_document_graph
+    from etl_pipeline.llm_stages import STAGE_MAX_TOKENS, STAGE_ROLE, ChunkStages
+    from liquid_shared.models import ROLES
+
+    nodes = set(build_document_graph().nodes)
+    assert set(LLM_STAGES) <= nodes
+    assert set(LLM_STAGES) <= set(STAGE_MAX_TOKENS) and set(STAGE_MAX_TOKENS) <= set(STAGE_ROLE)
+    assert all(callable(getattr(ChunkStages, stage, None)) for stage in LLM_STAGES)
+    assert set(STAGE_ROLE.values()) == set(MODEL_ROLES_USED) and set(MODEL_ROLES_USED) <= set(ROLES)
+
+
 def test_concurrency_bounds_requests_per_stage_and_fills_batches(sample_copy: Path, tmp_path: Path):
     for limit in (1, 5):
         scripted = ScriptedModels(hold_until=limit)

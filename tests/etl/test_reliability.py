@@ -59,7 +59,9 @@ def test_fingerprint_covers_models_dtype_overrides_embedding_and_code(monkeypatc
     assert settings["models"]["qa"]["dtype"] == "float32"  # resolved, not just the (empty) request
     assert settings["embedding_model"].lower().endswith("all-minilm-l6-v2") and len(settings["code_version"]) == 16
     prints = {base.fingerprint()}
-    prints.add(EtlConfig(stage_models={"qa": "LiquidAI/LFM2-350M"}).fingerprint())
+    prints.add(EtlConfig(role_models={"qa": "LiquidAI/LFM2-350M"}).fingerprint())
+    # the old name of role_models is still read, with the same meaning
+    assert EtlConfig(stage_models={"qa": "LiquidAI/LFM2-350M"}).fingerprint() in prints
     prints.add(EtlConfig(profile="lfm2").fingerprint())
     monkeypatch.setenv("LIQUID_DTYPE", "bf16")
     get_settings.cache_clear()

@@ -4,7 +4,7 @@ Each variant is an ETL run (in its own process, ``experiments.etl_worker``) of t
 (``stages``, default QA generation and the judge) on the same documents, with some of:
 
 * ``etl``: any ``EtlConfig`` field (``max_chunk_tokens``, ``qa_per_chunk``, ``temperature`` ...);
-* ``models``: a ``ModelSpec`` per profile stage (``qa``, ``validation``, ...), e.g. another model
+* ``models``: a ``ModelSpec`` per model role (``qa``, ``validation``, ...), e.g. another model
   or other decoding settings (``min_p``, ``repetition_penalty``, ``max_new_tokens``);
 * ``decoding``: ``constrained`` (JSON-schema grammar, the stack's default) or ``free`` (the same
   agent prompted for JSON, no grammar; ``experiments.free_decoding``).
@@ -59,7 +59,7 @@ class AblationVariant(BaseModel):
                       description="Name in the tables (letters, digits, _ . -).")
     etl: dict[str, Any] = Field(default_factory=dict, description="EtlConfig fields that differ from the defaults.")
     models: dict[str, dict[str, Any]] = Field(default_factory=dict,
-                                              description="ModelSpec fields per profile stage ('qa', 'validation').")
+                                              description="ModelSpec fields per model role ('qa', 'validation').")
     decoding: Literal["constrained", "free"] = Field(
         "constrained", description="JSON-schema grammar (the default) or free decoding, JSON asked for by prompt only.")
 
@@ -87,7 +87,7 @@ class ModelAblationConfig(DocumentsConfig):
     stages: list[str] = Field(default_factory=lambda: ["qa", "judge"], min_length=1,
                               description="ETL LLM stages each variant runs (the others use their fallbacks).")
     variants: list[AblationVariant] = Field(default_factory=default_variants, min_length=1,
-                                            description="{name, etl = {EtlConfig fields}, models = {profile stage = "
+                                            description="{name, etl = {EtlConfig fields}, models = {model role = "
                                             "{ModelSpec fields}}, decoding = constrained|free}.")
     baseline: str = Field("baseline", description="Variant the others are tested against; it must run.")
     evaluation: Literal["squad", "none"] = Field(
@@ -129,7 +129,7 @@ class ModelAblationConfig(DocumentsConfig):
 
 
 def stage_spec(profile: str, variant: AblationVariant, stage: str):
-    """The ``ModelSpec`` a variant uses for a profile stage: its fields over the profile's spec."""
+    """The ``ModelSpec`` a variant uses for a model role: its fields over the profile's spec."""
     from liquid_shared.models import ModelSpec, get_profile
 
     base = get_profile(profile).spec_for(stage)

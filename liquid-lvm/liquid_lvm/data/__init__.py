@@ -11,7 +11,12 @@ from liquid_lvm.data.corpus import (
     split_documents,
     window_starts,
 )
-from liquid_lvm.data.documents import REFERENCE_SECTIONS, LoadReport, OrderedDocument, load_documents
+from liquid_lvm.data.documents import (
+    REFERENCE_SECTIONS,
+    LoadReport,
+    OrderedDocument,
+    load_documents,
+)
 from liquid_lvm.data.windows import WindowDataset
 
 __all__ = ["REFERENCE_SECTIONS", "SPLITS", "ChunkCorpus", "LoadReport", "OrderedDocument", "WindowDataset", "embed_documents",

@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass, field
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
-
 
 REFERENCE_SECTIONS = ("References", "External links", "See also", "Notes", "Further reading", "Bibliography",
                       "Sources", "Citations", "Notes and references", "Footnotes")

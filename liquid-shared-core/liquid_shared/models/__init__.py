@@ -16,14 +16,14 @@ from liquid_shared.models.copy_constraint import (
     span_of,
 )
 from liquid_shared.models.errors import ModelLoadError, OverBudgetError, PromptTooLong
-from liquid_shared.models.profiles import STAGES, Profile, get_profile
-from liquid_shared.models.pydantic_model import LiquidModel, default_model, model_for_stage
+from liquid_shared.models.profiles import ROLES, Profile, get_profile
+from liquid_shared.models.pydantic_model import LiquidModel, default_model, model_for_role
 from liquid_shared.models.registry import ModelRegistry, get_registry
 from liquid_shared.models.spec import LFM2_SAMPLING, ModelSpec
 
 __all__ = [
     "LFM2_SAMPLING",
-    "STAGES",
+    "ROLES",
     "LiquidModel",
     "NotASpan",
     "ModelLoadError",
@@ -38,7 +38,7 @@ __all__ = [
     "get_profile",
     "get_registry",
     "is_span",
-    "model_for_stage",
+    "model_for_role",
     "span_model",
     "span_of",
 ]

@@ -424,11 +424,11 @@ def _parse_lfm2(text: str, json_final: bool = False) -> list[Any]:
     return [ToolCallPart(tool_name=c.tool_name, args=c.args) for c in calls]
 
 
-def model_for_stage(stage: str, profile: str | None = None, *, registry: ModelRegistry | None = None) -> LiquidModel:
-    """The pydantic-ai model for a pipeline stage under a named profile (weights shared via the registry)."""
-    return LiquidModel(get_profile(profile).spec_for(stage), registry=registry)
+def model_for_role(role: str, profile: str | None = None, *, registry: ModelRegistry | None = None) -> LiquidModel:
+    """The pydantic-ai model of a model role (``profiles.ROLES``) under a named profile (weights shared via the registry)."""
+    return LiquidModel(get_profile(profile).spec_for(role), registry=registry)
 
 
 def default_model(profile: str | None = None) -> LiquidModel:
     """The default pydantic-ai model: ``Agent(default_model(), output_type=MyModel)`` just works."""
-    return model_for_stage("answer", profile)
+    return model_for_role("answer", profile)
