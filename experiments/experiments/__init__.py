@@ -35,6 +35,7 @@ _EXPORTS = {
     "AblationVariant": "experiments.catalog.model_ablation",
     "FtQualityConfig": "experiments.catalog.ft_quality",
     "FtSetSpec": "experiments.catalog.ft_quality",
+    "IsotropicBeirConfig": "experiments.catalog.isotropic_beir",
     "FreeDecodingModel": "experiments.free_decoding",
     "independent_table": "experiments.significance",
     "paired_table": "experiments.significance",

@@ -2,7 +2,7 @@
 
 Public surface: ``IsotropicGaussianEncoder``, ``SIGReg``, ``sigreg``, ``epps_pulley_statistic``,
 ``epps_pulley_distance``, ``covariance_identity_penalty``, ``ObjectiveConfig``, ``EncoderObjective``,
-``info_nce``, ``PairSet``, ``pairs_from_beir``, ``pairs_from_jsonl``, ``pairs_from_etl_run``,
+``info_nce``, ``PairSet``, ``pairs_from_beir``, ``pairs_from_jsonl``, ``pairs_from_etl_run``, ``with_bm25_negatives``,
 ``EncoderTrainConfig``, ``train_encoder``, ``base_vectors``, ``head_vectors``, ``isotropy_report``,
 ``evaluate_encoder``, ``write_corpus_sample``. CLI: ``python -m liquid_lvm.encoder --help``.
 """
@@ -28,6 +28,7 @@ from liquid_lvm.encoder.pairs import (
     pairs_from_beir,
     pairs_from_etl_run,
     pairs_from_jsonl,
+    with_bm25_negatives,
 )
 from liquid_lvm.encoder.sigreg import (
     NULL_MEAN,
@@ -50,4 +51,5 @@ __all__ = ["NULL_MEAN", "EncoderModelError", "EncoderObjective", "EncoderTrainCo
            "covariance_identity_penalty", "effective_rank", "epps_pulley_distance", "epps_pulley_statistic",
            "evaluate_encoder", "evaluate_vectors", "head_vectors", "info_nce", "isotropy_report",
            "mean_random_cosine", "pairs_from_beir", "pairs_from_etl_run", "pairs_from_jsonl", "random_directions",
-           "retrieval_set_from_beir", "sigreg", "spectrum", "train_encoder", "write_corpus_sample"]
+           "retrieval_set_from_beir", "sigreg", "spectrum", "train_encoder", "with_bm25_negatives",
+           "write_corpus_sample"]

@@ -50,6 +50,8 @@ def train(
     lr_head: Annotated[float, typer.Option()] = 1e-3,
     lr_base: Annotated[float, typer.Option()] = 2e-5,
     seed: Annotated[int, typer.Option()] = 0,
+    hard_negatives: Annotated[str, typer.Option(help="none (in-batch negatives only) or bm25 (each pair also gets "
+                                                     "the best BM25 non-positive document of the set).")] = "none",
 ) -> None:
     """Train the encoder (the shared loop; torchrun for DDP) and save it as a sentence-transformers folder."""
     from liquid_lvm.encoder.model import EncoderModelError, IsotropicGaussianEncoder
@@ -59,7 +61,15 @@ def train(
     from liquid_lvm.training import TrainConfig
 
     try:
-        pairs = _load_pairs(source, split).compact()
+        if hard_negatives not in ("none", "bm25"):
+            raise ValueError(f"--hard-negatives must be 'none' or 'bm25', got {hard_negatives!r}")
+        pairs = _load_pairs(source, split)
+        if hard_negatives == "bm25":
+            from liquid_lvm.encoder.pairs import with_bm25_negatives
+
+            pairs = with_bm25_negatives(pairs)
+            console.print(pairs.notes[-1])
+        pairs = pairs.compact()
         enc = IsotropicGaussianEncoder(base, out_dim, freeze=freeze, n_unfrozen=n_unfrozen, seed=seed)  # type: ignore[arg-type]
         cfg = EncoderTrainConfig(lr_head=lr_head, lr_base=lr_base,
                                  objective=ObjectiveConfig(regulariser=regulariser, lam=lam, seed=seed))  # type: ignore[arg-type]
@@ -112,6 +122,9 @@ def study(
                                              "not comparable with published numbers).")] = "full",
     epochs: Annotated[int, typer.Option(min=1)] = 15,
     seed: Annotated[int, typer.Option()] = 0,
+    unfrozen_layers: Annotated[int, typer.Option(min=0, help="Also train a contrastive encoder whose last N "
+                                                  "transformer layers train (through the base); 0 = none.")] = 0,
+    unfrozen_epochs: Annotated[int, typer.Option(min=1, help="Epochs of that encoder (fixed, no selection).")] = 1,
 ) -> None:
     """Frozen-base heads (contrastive, +SIGReg at several lambda, +covariance; human vs generated labels) against
     the untrained base: per-query nDCG@10, paired t-tests with Holm, bootstrap CIs, isotropy diagnostics."""
@@ -119,7 +132,8 @@ def study(
 
     if corpus not in ("full", "judged"):
         _fail(ValueError(f"--corpus must be full or judged, got {corpus!r}"))
-    result = run_study(beir_dir, etl_run, squad, out, corpus=corpus, epochs=epochs, seed=seed)
+    result = run_study(beir_dir, etl_run, squad, out, corpus=corpus, epochs=epochs, seed=seed,
+                       unfrozen_layers=unfrozen_layers, unfrozen_epochs=unfrozen_epochs)
     for name, df in result["tables"].items():
         Console().print(f"[bold]{name}[/bold] nDCG@10 against the untrained base (paired t, Holm)")
         Console().print(df[["system", "mean", "ci_low", "ci_high", "diff", "p_adjusted", "significant"]].to_string(

@@ -13,6 +13,10 @@ Three sources, one type (``PairSet``):
   Questions that the model repeated for chunks of different documents (a 135M model falls back on
   generic questions such as its prompt's example) are dropped: they name no chunk.
 
+``with_bm25_negatives`` gives each pair a hard negative mined with BM25 (``rag_runtime``'s, the
+project's BM25 baseline): the best-ranked document of the set for the query that is not one of
+its positives (DPR's recipe, Karpukhin et al. 2020).
+
 Document texts follow BEIR's convention, ``"title text"`` (``rag_runtime.IndexedDoc.search_text``).
 """
 
@@ -202,6 +206,33 @@ def pairs_from_etl_run(run: Path | str, questions: str = "all") -> PairSet:
              f"repeated across documents: {len(generic)})"]
     return PairSet(f"etl:{run.name}", queries.texts, docs.texts, docs.keys, triples, queries.keys, synthetic=True,
                    notes=notes)
+
+
+def with_bm25_negatives(pairs: PairSet, depth: int = 20) -> PairSet:
+    """The same pairs, each with a BM25 hard negative: the highest-ranked of the set's documents for
+    its query (of the top ``depth``) that is not a positive of that query and shares a term with it
+    (BM25 score > 0: a document with no term in common is a random negative, not a hard one). A
+    query with no such document keeps no negative (-1). Existing negatives are replaced."""
+    from rag_runtime.bm25 import Bm25Retriever
+    from rag_runtime.documents import DocStore, IndexedDoc
+
+    if not pairs.triples:
+        raise PairDataError(f"{pairs.name}: no training pairs to mine negatives for")
+    positives: dict[int, set[int]] = defaultdict(set)
+    for q, p, _ in pairs.triples:
+        positives[q].add(p)
+    store = DocStore([IndexedDoc(id=str(i), text=t) for i, t in enumerate(pairs.docs)])
+    retriever = Bm25Retriever.build(store)
+    queries = sorted(positives)
+    hits = retriever.search_many([pairs.queries[q] for q in queries], k=min(depth, len(pairs.docs)))
+    negative = {}
+    for q, ranked in zip(queries, hits, strict=True):
+        negative[q] = next((int(h.id) for h in ranked if h.score > 0 and int(h.id) not in positives[q]), -1)
+    triples = [(q, p, negative[q]) for q, p, _ in pairs.triples]
+    missing = sum(n < 0 for _, _, n in triples)
+    notes = [*pairs.notes, f"BM25 hard negatives (top {depth}): {len(triples) - missing} of {len(triples)} pairs"]
+    return PairSet(f"{pairs.name}+bm25neg", pairs.queries, pairs.docs, pairs.doc_keys, triples, pairs.query_keys,
+                   pairs.synthetic, notes)
 
 
 def chunk_sources(run: Path | str) -> dict[str, str]:

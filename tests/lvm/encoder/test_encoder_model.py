@@ -17,6 +17,7 @@ from liquid_lvm.encoder.pairs import (
     pairs_from_beir,
     pairs_from_etl_run,
     pairs_from_jsonl,
+    with_bm25_negatives,
 )
 from liquid_lvm.encoder.training import (
     EncoderTrainConfig,
@@ -170,3 +171,19 @@ def test_jsonl_pairs_with_hard_negatives_and_bad_lines(tmp_path):
     path.write_text(json.dumps({"query": "q", "positive": ""}) + "\n")
     with pytest.raises(PairDataError, match=r"pairs.jsonl, line 1: 'positive' must be a non-empty string"):
         pairs_from_jsonl(path)
+
+
+def test_bm25_hard_negatives_are_the_best_ranked_non_positive():
+    """The bees query shares words with its positive and, less so, with one other document: that
+    one is its negative. The sky query's only word-sharing documents are both its positives, and
+    the zebra query shares no word with any document: they keep no negative."""
+    docs = ["honey bees make honey from nectar", "bees sting and make wax", "the sky is blue", "tides follow the moon",
+            "the blue sky scatters light", "wax candles burn"]
+    pairs = PairSet("hand", ["how do bees make honey", "why is the sky blue", "zebra stripes"], docs,
+                    [f"d{i}" for i in range(len(docs))], [(0, 0, -1), (1, 2, -1), (1, 4, -1), (2, 3, -1)])
+    mined = with_bm25_negatives(pairs)
+    assert mined.triples == [(0, 0, 1), (1, 2, -1), (1, 4, -1), (2, 3, -1)]
+    assert pairs.triples[0] == (0, 0, -1)  # the input is not changed
+    assert "1 of 4 pairs" in mined.notes[-1]
+    with pytest.raises(PairDataError, match="no training pairs"):
+        with_bm25_negatives(PairSet("empty", [], [], [], []))
