@@ -86,6 +86,14 @@ def test_rows_joining_a_running_batch_equal_generate_alone(causal_lm):
     for key, i, budget in (("a", 0, 20), ("b", 1, 12), ("c", 2, 6), ("d", 3, 16)):
         assert done[key].tokens == _alone(model, tok, prompts[i], budget), (name, key)
     assert stream.stats.prefills == 3 and stream.stats.prefill_rows == 4
+    # the profile's counters: real prompt tokens, and the padded widths of the three prefills
+    stats = stream.stats
+    assert stats.prefill_tokens == sum(len(p) for p in prompts)
+    assert stats.prefill_padded_tokens == 2 * max(len(prompts[0]), len(prompts[2])) + len(prompts[3]) + len(prompts[1])
+    prof = stats.profile()
+    assert prof["prefill_seconds"] > 0 and prof["decode_seconds"] > 0 and prof["merge_seconds"] > 0
+    assert sum(prof[k] for k in prof if k.endswith("_share") and k != "padding_share") == pytest.approx(1.0)
+    assert 0 < prof["padding_share"] < 1 and prof["mean_batch"] == stats.row_steps / stats.steps
 
 
 def test_padding_columns_are_trimmed_when_the_long_row_leaves(causal_lm):

@@ -27,6 +27,7 @@ while it is empty, i.e. it falls back to static batching.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -63,10 +64,38 @@ class Finished:
 
 @dataclass
 class DecodeStats:
+    """Counters and wall seconds of the decode loop (the profile of docs/benchmarks.md).
+
+    Seconds are ``perf_counter`` spans around each phase: exact on a CPU; on CUDA kernels run
+    asynchronously, so time moves to whichever phase next waits for the device (a ``.tolist()``).
+    """
+
     prefills: int = 0  # prefill forward passes (one per admission of newcomers)
     prefill_rows: int = 0
+    prefill_tokens: int = 0  # real prompt tokens prefilled
+    prefill_padded_tokens: int = 0  # rows x width of the prefill passes (left padding included)
     steps: int = 0  # decode forward passes
     row_steps: int = 0  # sum over decode passes of the rows in the batch
+    prefill_seconds: float = 0.0  # prefill forward passes
+    merge_seconds: float = 0.0  # merging newcomers' caches into the running batch
+    mask_seconds: float = 0.0  # grammar bitmasks (fill + apply)
+    choose_seconds: float = 0.0  # penalty, warpers, argmax / draws (mask excluded)
+    accept_seconds: float = 0.0  # per-row bookkeeping after a choice (grammar accept, stops, listeners)
+    leave_seconds: float = 0.0  # dropping finished rows from the cache
+    decode_seconds: float = 0.0  # decode forward passes
+
+    def profile(self) -> dict[str, float]:
+        """The counters plus derived figures: mean batch occupancy, share of time per phase."""
+        out = {k: float(v) for k, v in self.__dict__.items()}
+        phases = ("prefill_seconds", "merge_seconds", "mask_seconds", "choose_seconds", "accept_seconds",
+                  "leave_seconds", "decode_seconds")
+        total = sum(out[k] for k in phases)
+        out["loop_seconds"] = total
+        out["mean_batch"] = self.row_steps / self.steps if self.steps else 0.0
+        out["padding_share"] = 1 - self.prefill_tokens / self.prefill_padded_tokens if self.prefill_padded_tokens else 0.0
+        for k in phases:
+            out[k.replace("_seconds", "_share")] = out[k] / total if total else 0.0
+        return out
 
 
 # Cache layer types whose rows ``_merge_into`` / ``_select_rows`` / ``_trim_left`` handle. Exact
@@ -199,8 +228,13 @@ class DecodeStream:
             attention[i, width - len(r.prompt):] = 1
         ids, attention = ids.to(self.device), attention.to(self.device)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        t0 = time.perf_counter()
         out = self._forward(input_ids=ids, attention_mask=attention, position_ids=positions)
         cache, logits = out.cache, out.logits[:, -1, :].float()
+        t1 = time.perf_counter()
+        self.stats.prefill_seconds += t1 - t0
+        self.stats.prefill_tokens += sum(len(r.prompt) for r in rows)
+        self.stats.prefill_padded_tokens += len(rows) * width
         presence = None
         if self.penalty != 1.0:
             presence = torch.zeros((len(rows), logits.shape[-1]), dtype=torch.bool, device=self.device)
@@ -223,6 +257,7 @@ class DecodeStream:
             if presence is not None:
                 self.presence = torch.cat([self.presence, presence], dim=0)
             self.logits = torch.cat([self.logits, logits], dim=0)
+        self.stats.merge_seconds += time.perf_counter() - t1
         for r in rows:
             self.keys.append(r.key)
             self.tokens.append([])
@@ -278,7 +313,9 @@ class DecodeStream:
         if self.presence is not None:
             penalised = torch.where(scores < 0, scores * self.penalty, scores / self.penalty)
             scores = torch.where(self.presence, penalised, scores)
+        t0 = time.perf_counter()
         scores = self.grammars.mask(scores, self.keys)
+        self.stats.mask_seconds += time.perf_counter() - t0
         for warper in self.warpers:
             scores = warper(None, scores)
         if self.temperature > 0:
@@ -293,8 +330,12 @@ class DecodeStream:
         """One token for every row; returns the rows that finished (they have left the batch)."""
         if not self.keys:
             return []
+        t0 = time.perf_counter()
+        mask_before = self.stats.mask_seconds
         chosen = self._choose()
         picked = chosen.tolist()
+        t1 = time.perf_counter()
+        self.stats.choose_seconds += (t1 - t0) - (self.stats.mask_seconds - mask_before)
         finished: list[Finished] = []
         keep: list[int] = []
         for i, (key, token) in enumerate(zip(self.keys, picked, strict=True)):
@@ -315,9 +356,13 @@ class DecodeStream:
         for f in finished:
             f.complete = f.complete and self.grammars.terminated(f.key)
             self.grammars.discard(f.key)
+        t2 = time.perf_counter()
+        self.stats.accept_seconds += t2 - t1
         if len(keep) < self.active:
             chosen = chosen[keep] if keep else chosen[:0]
             self._keep(keep)
+        t3 = time.perf_counter()
+        self.stats.leave_seconds += t3 - t2
         if not self.keys:
             return finished
         if self.presence is not None:
@@ -328,6 +373,7 @@ class DecodeStream:
                             cache=self.cache)
         self.positions = self.positions + 1
         self.logits = out.logits[:, -1, :].float()
+        self.stats.decode_seconds += time.perf_counter() - t3
         self.stats.steps += 1
         self.stats.row_steps += len(self.keys)
         return finished
