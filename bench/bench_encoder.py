@@ -45,7 +45,7 @@ def main() -> None:
     out["cached_seconds_per_epoch"] = cached.seconds_per_epoch
     out["through_base_seconds_per_epoch"] = through.seconds_per_epoch
     out["speedup"] = through.seconds_per_epoch / cached.seconds_per_epoch
-    out["max_head_difference"] = float((enc.head.linear.weight - enc2.head.linear.weight).abs().max())
+    out["max_head_difference"] = float((enc.head.linear.weight - enc2.head.linear.weight).detach().abs().max())
     print(json.dumps(out, indent=1))
 
 
