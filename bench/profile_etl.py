@@ -7,9 +7,11 @@ Runs the pipeline (``etl_pipeline.run``, default settings: fp32 on a CPU, greedy
 and reads the counters and wall seconds of every loaded model's decode loop
 (``liquid_shared.models.decoding.DecodeStats``): prefill forward passes, merging newcomers' caches
 into the running batch, grammar bitmasks, choosing tokens, per-row bookkeeping, dropping finished
-rows, decode forward passes. Also the prefill tokens per chunk against the chunk's own tokens,
-i.e. how much of the prefill is the same passage again for each stage: the share a shared-prefix
-cache could save at most. A profile, not a comparison: the model is loaded (and a warm-up call
+rows, decode forward passes. Also the prefill tokens per chunk against the chunk's own tokens
+(the LLM's tokenizer): how much of the prefill is the same passage again for each stage, the share a
+cache keyed on the passage could save; the rest of the prefill is the chat template, the
+stage's instructions and its schema, which a cache keyed on the stage's instructions could share
+across chunks. A profile, not a comparison: the model is loaded (and a warm-up call
 made) before the run, and the figures of that warm-up are subtracted.
 """
 
@@ -34,10 +36,15 @@ def _totals(registry) -> dict[str, float]:
     return total
 
 
+def chunk_token_count(registry, texts: list[str]) -> int:
+    """Tokens of ``texts`` under the (first) loaded LLM's own tokenizer, as they are prefilled."""
+    backend = registry.get(registry.loaded_specs()[0])
+    return sum(len(backend.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts)
+
+
 def main() -> None:
     from etl_pipeline import DEFAULT_INPUT_DIR, EtlConfig
     from etl_pipeline import run as run_etl
-    from etl_pipeline.token_counter import default_token_counter
     from liquid_shared import get_registry
     from liquid_shared.models.decoding import DecodeStats
     from liquid_shared.schemas import Chunk, read_jsonl
@@ -69,16 +76,18 @@ def main() -> None:
     delta = DecodeStats(**{f.name: getattr(after, f.name) - getattr(before, f.name) for f in fields(DecodeStats)})
     prof = delta.profile()
     chunks = list(read_jsonl(run_dir / "chunks.jsonl", Chunk))
-    counter = default_token_counter()
-    chunk_tokens = sum(counter.count_many([c.text for c in chunks]))
+    chunk_tokens = chunk_token_count(get_registry(), [c.text for c in chunks])
     n = len(chunks) or 1
+    requests = prof["prefill_rows"] / n
     summary = {
         "status": result.status, "wall_seconds": wall, "chunks": len(chunks), "stages": list(config.stages),
         "outside_loop_seconds": wall - prof["loop_seconds"],
         "requests_per_chunk": prof["prefill_rows"] / n,
         "prefill_tokens_per_chunk": prof["prefill_tokens"] / n,
         "chunk_tokens_per_chunk": chunk_tokens / n,
-        "passage_repeat_share": (1 - chunk_tokens / prof["prefill_tokens"]) if prof["prefill_tokens"] else 0.0,
+        # every request of a chunk carries its passage once; the rest is template, instructions, schema
+        "passage_share_of_prefill": requests * chunk_tokens / prof["prefill_tokens"] if prof["prefill_tokens"] else 0.0,
+        "repeated_passage_share": (requests - 1) * chunk_tokens / prof["prefill_tokens"] if prof["prefill_tokens"] else 0.0,
         "decode_steps_per_chunk": prof["steps"] / n,
         "mean_prompt_tokens": prof["prefill_tokens"] / prof["prefill_rows"] if prof["prefill_rows"] else 0.0,
         "prefill_tokens_per_second": prof["prefill_tokens"] / prof["prefill_seconds"] if prof["prefill_seconds"] else 0.0,
@@ -95,7 +104,7 @@ def main() -> None:
     print(f"| loop total | {prof['loop_seconds']:.1f} | wall {wall:.1f} s, outside the loop "
           f"{summary['outside_loop_seconds']:.1f} s |")
     for k in ("chunks", "requests_per_chunk", "prefill_tokens_per_chunk", "chunk_tokens_per_chunk",
-              "passage_repeat_share", "decode_steps_per_chunk", "mean_prompt_tokens", "prefill_tokens_per_second",
+              "passage_share_of_prefill", "repeated_passage_share", "decode_steps_per_chunk", "mean_prompt_tokens", "prefill_tokens_per_second",
               "decoded_tokens_per_second", "ms_per_decode_step", "ms_mask_per_step"):
         v = summary[k]
         print(f"- {k}: {v:.3f}" if isinstance(v, float) else f"- {k}: {v}")
