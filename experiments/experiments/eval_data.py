@@ -25,6 +25,14 @@ log = logging.getLogger(__name__)
 QuestionSet = Literal["all", "valid"]
 
 
+def shared_data_file(relative: str | Path) -> Path | None:
+    """``relative`` under the shared evaluation data folder (``LIQUID_DATA_DIR``), or None when unset."""
+    from liquid_shared.config import get_settings
+
+    root = get_settings().data_dir
+    return Path(root) / relative if root else None
+
+
 class DatasetError(ValueError):
     """The dataset path cannot be used; the message names the path and what is wrong."""
 

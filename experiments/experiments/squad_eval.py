@@ -20,14 +20,12 @@ SQUAD_FILE = Path("squad") / "dev-v2.0-3articles.json"
 
 def load_squad(path: Path | None) -> dict[str, Any]:
     """The SQuAD v2.0 JSON at ``path`` (default: ``$LIQUID_DATA_DIR/squad/dev-v2.0-3articles.json``)."""
-    from liquid_shared.config import get_settings
+    from experiments.eval_data import shared_data_file
 
+    path = path or shared_data_file(SQUAD_FILE)
     if path is None:
-        data_dir = get_settings().data_dir
-        if data_dir is None:
-            raise FileNotFoundError("no SQuAD file: set the experiment's `squad` path or LIQUID_DATA_DIR "
-                                    f"(the folder holding {SQUAD_FILE})")
-        path = Path(data_dir) / SQUAD_FILE
+        raise FileNotFoundError("no SQuAD file: set the experiment's `squad` path or LIQUID_DATA_DIR "
+                                f"(the folder holding {SQUAD_FILE})")
     if not Path(path).is_file():
         raise FileNotFoundError(f"SQuAD file {path} not found (set the experiment's `squad` path or LIQUID_DATA_DIR)")
     try:

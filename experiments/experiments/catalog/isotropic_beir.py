@@ -32,13 +32,6 @@ from experiments.base import ExperimentConfig, ExperimentResult, RunContext
 from experiments.registry import register
 
 
-def _data_file(relative: str) -> Path | None:
-    from liquid_shared.config import get_settings
-
-    root = get_settings().data_dir
-    return Path(root) / relative if root else None
-
-
 class IsotropicBeirConfig(ExperimentConfig):
     beir: Path | None = Field(None, description="BEIR folder with qrels/train.tsv and qrels/test.tsv "
                               "(default: $LIQUID_DATA_DIR/beir/scifact).")
@@ -63,15 +56,17 @@ class IsotropicBeirConfig(ExperimentConfig):
 def run(config: IsotropicBeirConfig, ctx: RunContext) -> ExperimentResult:
     import pandas as pd
 
+    from experiments.eval_data import shared_data_file
     from experiments.significance import tables_markdown
+    from experiments.squad_eval import SQUAD_FILE
     from liquid_lvm.encoder.study import plot_spectra, run_study
 
-    beir = config.beir or _data_file("beir/scifact")
+    beir = config.beir or shared_data_file("beir/scifact")
     if beir is None or not (Path(beir) / "qrels" / "test.tsv").is_file():
         raise FileNotFoundError(f"BEIR folder {beir} has no qrels/test.tsv (set `beir` or LIQUID_DATA_DIR)")
     squad = None
     if config.use_squad:
-        squad = config.squad or _data_file("squad/dev-v2.0-3articles.json")
+        squad = config.squad or shared_data_file(SQUAD_FILE)
         if squad is not None and not Path(squad).is_file():
             if config.squad is not None:
                 raise FileNotFoundError(f"SQuAD file {squad} not found")

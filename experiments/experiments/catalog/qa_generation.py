@@ -164,9 +164,10 @@ def run(config: QaGenerationConfig, ctx: RunContext) -> ExperimentResult:
     paragraphs = sample_paragraphs(squad, config.paragraphs_per_article, config.seed)
     work = config.work_dir or ctx.output_dir
     runs = dict(config.runs)
-    for mode in config.modes:
-        if mode not in runs:
-            inputs = write_paragraph_inputs(paragraphs, work / "squad_input")
+    missing = [m for m in config.modes if m not in runs]
+    if missing:
+        inputs = write_paragraph_inputs(paragraphs, work / "squad_input")
+        for mode in missing:
             runs[mode] = _etl_run(work / f"etl_{mode}", inputs, mode, ctx)
 
     human = human_questions(paragraphs)
@@ -233,18 +234,15 @@ def run(config: QaGenerationConfig, ctx: RunContext) -> ExperimentResult:
 
 
 def _wikipedia_runs(config: QaGenerationConfig, work: Path, ctx: RunContext) -> dict[str, Path]:
+    from experiments.eval_data import shared_data_file
     from experiments.wikipedia_sample import write_article_sample
-    from liquid_shared.config import get_settings
 
     runs = dict(config.wikipedia_runs)
     missing = [m for m in config.modes if m not in runs]
     if missing:
-        articles = config.wikipedia
+        articles = config.wikipedia or shared_data_file("wikipedia/articles.jsonl")
         if articles is None:
-            data_dir = get_settings().data_dir
-            if data_dir is None:
-                raise FileNotFoundError("wikipedia_articles > 0 needs the `wikipedia` path or LIQUID_DATA_DIR")
-            articles = Path(data_dir) / "wikipedia" / "articles.jsonl"
+            raise FileNotFoundError("wikipedia_articles > 0 needs the `wikipedia` path or LIQUID_DATA_DIR")
         if not Path(articles).is_file():
             raise FileNotFoundError(f"Wikipedia articles {articles} not found (set `wikipedia` or LIQUID_DATA_DIR)")
         inputs = write_article_sample(Path(articles), work / "wikipedia_input", config.wikipedia_articles, config.seed)
