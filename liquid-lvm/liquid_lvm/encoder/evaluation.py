@@ -56,7 +56,7 @@ def retrieval_set_from_pairs(pairs: PairSet, doc_rows: Sequence[int] | None = No
 def rank(query_vectors: np.ndarray, doc_vectors: np.ndarray, query_keys: Sequence[str], doc_keys: Sequence[str],
          k: int = 100) -> dict[str, dict[str, float]]:
     """Top-``k`` documents per query by inner product (an exact FAISS flat index, as rag_runtime's
-    dense retriever uses; liquid_lvm depends on liquid_shared only, so it builds the index itself)."""
+    dense retriever uses, built here straight from the vectors)."""
     import faiss
 
     docs = np.ascontiguousarray(doc_vectors, dtype=np.float32)
