@@ -42,6 +42,7 @@ from transformers.cache_utils import (
 )
 
 from liquid_shared.models.grammar import RowGrammars
+from liquid_shared.models.prefix_cache import PrefixCache, row_of, stack
 
 
 @dataclass
@@ -53,6 +54,7 @@ class NewRow:
     seed: int | None = None  # this row's sampling seed (None: a random one)
     stop: Callable[[list[int]], bool] | None = None  # True once the row's tokens end in a stop sequence
     on_token: Callable[[int], None] | None = None  # called (in the decoding thread) with each new token
+    prefix_len: int = 0  # the first tokens are likely shared with other requests: reuse / keep their cache
 
 
 @dataclass
@@ -168,6 +170,7 @@ class DecodeStream:
         repetition_penalty: float = 1.0,
         top_p: float = 1.0,
         stats: DecodeStats | None = None,
+        prefix_cache: PrefixCache | None = None,
     ):
         self.model = model
         self.device = next(model.parameters()).device
@@ -197,6 +200,7 @@ class DecodeStream:
         self.presence: torch.Tensor | None = None  # [rows, vocab] tokens the row has seen (penalty)
         self.logits: torch.Tensor | None = None  # [rows, vocab] scores for each row's next token
         self.mergeable = True
+        self.prefix_cache = prefix_cache  # shared by the model's streams; None: every prompt is prefilled whole
 
     # ------------------------------------------------------------------ state
     @property
@@ -213,36 +217,121 @@ class DecodeStream:
     # -------------------------------------------------------------- admission
     @torch.inference_mode()
     def admit(self, rows: list[NewRow]) -> None:
-        """Prefill ``rows`` (left-padded together) and add them to the running batch."""
+        """Prefill ``rows`` and add them to the running batch. Without a prefix cache (or rows
+        naming no prefix) the rows are prefilled together, left-padded. With one, each named
+        prefix is taken from the cache or prefilled once (and stored), and only the rest of each
+        prompt is prefilled, on top of a copy of its prefix's cache."""
         if not rows:
             return
         if not self.can_admit():
             raise RuntimeError("this stream's cache type cannot take rows while others decode")
-        width = max(len(r.prompt) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        attention = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
+        for r in rows:
             if not r.prompt:
                 raise ValueError(f"row {r.key!r} has an empty prompt")
-            ids[i, width - len(r.prompt):] = torch.tensor(r.prompt, dtype=torch.long)
-            attention[i, width - len(r.prompt):] = 1
+        if self.prefix_cache is None or (self.cache is not None and not self.mergeable):
+            self._admit_prefilled(rows)
+            return
+        cached = [r for r in rows if 0 < r.prefix_len < len(r.prompt)]
+        plain = [r for r in rows if not 0 < r.prefix_len < len(r.prompt)]
+        if plain:
+            self._admit_prefilled(plain)
+        if cached:
+            self._admit_on_prefixes(cached)
+
+    def _prefill(self, prompts: list[list[int]]) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One left-padded forward pass over ``prompts``: (cache, attention, next positions, logits)."""
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
+            attention[i, width - len(p):] = 1
         ids, attention = ids.to(self.device), attention.to(self.device)
         positions = (attention.cumsum(-1) - 1).clamp(min=0)
         t0 = time.perf_counter()
         out = self._forward(input_ids=ids, attention_mask=attention, position_ids=positions)
-        cache, logits = out.cache, out.logits[:, -1, :].float()
+        logits = out.logits[:, -1, :].float()
+        self.stats.prefill_seconds += time.perf_counter() - t0
+        self.stats.prefills += 1
+        self.stats.prefill_tokens += sum(len(p) for p in prompts)
+        self.stats.prefill_padded_tokens += len(prompts) * width
+        return out.cache, attention, positions[:, -1:] + 1, logits
+
+    def _admit_prefilled(self, rows: list[NewRow]) -> None:
+        cache, attention, next_pos, logits = self._prefill([r.prompt for r in rows])
+        self.stats.prefill_rows += len(rows)
+        self._join(rows, cache, attention, next_pos, logits)
+
+    def _admit_on_prefixes(self, rows: list[NewRow]) -> None:
+        pc = self.prefix_cache
+        entries: dict[tuple[int, ...], Any] = {}
+        missing: list[tuple[int, ...]] = []
+        for r in rows:
+            key = tuple(r.prompt[:r.prefix_len])
+            if key in entries or key in missing:
+                pc.count(True, len(key))  # prefilled once in this admission, for an earlier row
+                continue
+            entry = pc.lookup(key)
+            pc.count(entry is not None, len(key))
+            if entry is None:
+                missing.append(key)
+            else:
+                entries[key] = entry
+        if missing:  # the prefixes nobody holds yet: one pass, then one entry per prefix
+            cache, _, _, _ = self._prefill([list(k) for k in missing])
+            if not _mergeable(cache):  # a cache type we cannot slice: no prefix reuse for this model
+                self.prefix_cache = None
+                self._admit_prefilled(rows)
+                return
+            for i, key in enumerate(missing):
+                entries[key] = row_of(cache, i, len(key))
+                pc.put(key, entries[key])
+        # convolution states must see each suffix right after its prefix: no padding in between,
+        # so suffixes of unequal length go in separate passes (attention-only models: one pass)
+        conv = any(isinstance(layer, LinearAttentionCacheLayerMixin) for layer in next(iter(entries.values())).layers)
+        groups: dict[int, list[NewRow]] = {}
+        for r in rows:
+            groups.setdefault(len(r.prompt) - r.prefix_len if conv else 0, []).append(r)
+        for group in groups.values():
+            self._admit_suffixes(group, [entries[tuple(r.prompt[:r.prefix_len])] for r in group])
+
+    def _admit_suffixes(self, rows: list[NewRow], entries: list[Any]) -> None:
+        """Prefill each row's prompt after its prefix, on a stacked copy of the prefixes' caches."""
+        lengths = [r.prefix_len for r in rows]
+        suffixes = [r.prompt[r.prefix_len:] for r in rows]
+        past_w, width = max(lengths), max(len(s) for s in suffixes)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), past_w + width), dtype=torch.long)
+        positions = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (n, s) in enumerate(zip(lengths, suffixes, strict=True)):
+            ids[i, width - len(s):] = torch.tensor(s, dtype=torch.long)
+            attention[i, past_w - n:past_w] = 1
+            attention[i, past_w + width - len(s):] = 1
+            positions[i, width - len(s):] = torch.arange(n, n + len(s))
+        ids, attention, positions = ids.to(self.device), attention.to(self.device), positions.to(self.device)
+        t0 = time.perf_counter()
+        past = stack(entries, lengths)
+        self.stats.merge_seconds += time.perf_counter() - t0
         t1 = time.perf_counter()
-        self.stats.prefill_seconds += t1 - t0
-        self.stats.prefill_tokens += sum(len(r.prompt) for r in rows)
+        out = self._forward(input_ids=ids, attention_mask=attention, position_ids=positions, cache=past)
+        logits = out.logits[:, -1, :].float()
+        self.stats.prefill_seconds += time.perf_counter() - t1
+        self.stats.prefills += 1
+        self.stats.prefill_rows += len(rows)
+        self.stats.prefill_tokens += sum(len(s) for s in suffixes)
         self.stats.prefill_padded_tokens += len(rows) * width
+        self._join(rows, out.cache, attention, positions[:, -1:] + 1, logits)
+
+    def _join(self, rows: list[NewRow], cache: Any, attention: torch.Tensor, next_pos: torch.Tensor,
+              logits: torch.Tensor) -> None:
+        """Add prefilled ``rows`` (their cache, attention columns, next positions, last logits)."""
+        t1 = time.perf_counter()
+        width = attention.shape[1]
         presence = None
         if self.penalty != 1.0:
             presence = torch.zeros((len(rows), logits.shape[-1]), dtype=torch.bool, device=self.device)
             for i, r in enumerate(rows):
                 presence[i, torch.tensor(r.prompt, device=self.device)] = True
-        self.stats.prefills += 1
-        self.stats.prefill_rows += len(rows)
-        next_pos = positions[:, -1:] + 1
         if self.cache is None:
             self.cache, self.attention, self.positions, self.presence, self.logits = (
                 cache, attention, next_pos, presence, logits)
