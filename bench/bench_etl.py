@@ -109,12 +109,18 @@ async def warm_up(config: EtlConfig) -> None:
     await stages.judge(chunk, QAItem(question="What is it about?", answer="it", kind="factual"), stats)
 
 
+def _folder(name: str) -> str:
+    return name.replace("pipeline c=", "pipeline-c").replace(" + prefix cache", "-prefix-cache")
+
+
 def _row(name: str, r: dict, base: dict | None, calls: int, tokens: int) -> str:
     minutes = r["seconds"] / 60
     speed = f"{base['seconds'] / r['seconds']:.2f}x" if base else "1.00x"
+    hits = f"{r['prefix_cache']['hit_rate']:.0%}" if r.get("prefix_cache") else "-"
     return (
         f"| {name} | {r['documents']} | {r['chunks']} | {r['seconds']:.1f} | {r['chunks'] / minutes:.2f} | "
-        f"{r['documents'] / minutes:.2f} | {calls} | {tokens} | {r['prefills']} | {r['rows_per_step']:.1f} | {speed} |"
+        f"{r['documents'] / minutes:.2f} | {calls} | {tokens} | {r['prefills']} | {r['rows_per_step']:.1f} | "
+        f"{r['prefill_tokens_per_chunk']:.0f} | {hits} | {speed} |"
     )
 
 
@@ -144,6 +150,9 @@ def main() -> None:
     parser.add_argument("--concurrency", default="16", help="one value or a comma-separated sweep")
     parser.add_argument("--temperature", type=float, default=None, help="default: the ETL's (0, greedy)")
     parser.add_argument("--out", type=Path, default=DEFAULT_RUNS_DIR / "bench-etl")
+    parser.add_argument("--prefix-cache", choices=["both", "on", "off"], default="both",
+                        help="the pipeline with the shared-prefix cache, without it, or both (default); the naive "
+                             "design always runs without it (the design before the cache)")
     args = parser.parse_args()
 
     import shutil
@@ -165,18 +174,30 @@ def main() -> None:
     spec = get_profile(naive_cfg.profile).spec_for("metadata")
     backend = registry.get(spec)
 
-    def occupancy(run) -> dict:
+    from liquid_shared.models.prefix_cache import PrefixCache
+
+    bound = backend.prefix_cache.max_bytes if backend.prefix_cache is not None else 256 * 2**20
+
+    def occupancy(run, cached: bool) -> dict:
+        # the same loaded model either way: a fresh (empty) cache, or none
+        backend.prefix_cache = PrefixCache(bound) if cached else None
         steps, rows, prefills = backend.decode_steps, backend.row_steps, backend.calls
+        tokens = backend.stats.prefill_tokens
         out = asyncio.run(run)
         out["rows_per_step"] = (backend.row_steps - rows) / max(backend.decode_steps - steps, 1)
         out["prefills"] = backend.calls - prefills
+        out["prefill_tokens_per_chunk"] = (backend.stats.prefill_tokens - tokens) / max(out["chunks"], 1)
+        out["prefix_cache"] = backend.prefix_cache.report() if cached else None
         return out
 
-    naive = occupancy(naive_run(naive_cfg))
+    naive = occupancy(naive_run(naive_cfg), cached=False)
     results = {"naive": naive}
+    modes = {"both": (False, True), "on": (True,), "off": (False,)}[args.prefix_cache]
     for c in [int(x) for x in args.concurrency.split(",")]:
-        cfg = EtlConfig(output_dir=args.out / f"pipeline-c{c}", concurrency=c, **common)
-        results[f"pipeline c={c}"] = occupancy(pipeline_run(cfg))
+        for cached in modes:
+            name = f"pipeline c={c}" + (" + prefix cache" if cached else "")
+            cfg = EtlConfig(output_dir=args.out / _folder(name), concurrency=c, **common)
+            results[name] = occupancy(pipeline_run(cfg), cached)
 
     batches = registry.batch_sizes(spec)
     weights = {s.model: registry.get(s).weight_bytes for s in registry.loaded_specs()}
@@ -184,14 +205,15 @@ def main() -> None:
                     for st in ("metadata", "metadata", "metadata", "metadata", "summary", "qa", "validation"))
 
     print(f"\nwarm-up (model load + grammars): {warm_seconds:.1f} s; input {args.input} ({naive['documents']} documents)\n")
-    print("| design | docs | chunks | seconds | chunks/min | docs/min | LLM calls | output tokens | prefills | rows per decode step | speed-up |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| design | docs | chunks | seconds | chunks/min | docs/min | LLM calls | output tokens | prefills | "
+          "rows per decode step | prefill tokens per chunk | prefix hit rate | speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in results.items():
         calls, tokens = _calls_tokens(r["report"])
         print(_row(name, r, None if name == "naive" else naive, calls, tokens))
     for name in results:
         if name != "naive":
-            same = agreement(naive_cfg.output_dir, args.out / name.replace("pipeline c=", "pipeline-c"))
+            same = agreement(naive_cfg.output_dir, args.out / _folder(name))
             summary_line = ", ".join(f"{k} {v:.0%}" for k, v in same.items())
             print(f"\nrecords identical to the naive run's ({name}): {summary_line}")
             results[name]["agreement"] = same

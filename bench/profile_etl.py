@@ -55,11 +55,14 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="first N documents")
     ap.add_argument("--stages", default=None, help="comma list of LLM stages (default: all)")
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--prefix-cache-mb", type=float, default=None,
+                    help="the models' shared-prefix cache (0: off; default: LIQUID_PREFIX_CACHE_MB or 256)")
     args = ap.parse_args()
 
     run_dir = args.out / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
-    fields_ = {"input_dir": args.input, "output_dir": run_dir, "limit": args.limit, "concurrency": args.concurrency}
+    fields_ = {"input_dir": args.input, "output_dir": run_dir, "limit": args.limit, "concurrency": args.concurrency,
+               "prefix_cache_mb": args.prefix_cache_mb}
     if args.stages:
         fields_["stages"] = tuple(s.strip() for s in args.stages.split(","))
     config = EtlConfig(**fields_)
@@ -68,6 +71,10 @@ def main() -> None:
     shutil.rmtree(warm.output_dir, ignore_errors=True)
     run_etl(warm, track=False)
     before = _totals(get_registry())
+    for spec in get_registry().loaded_specs():  # count the measured run's hits only (the warm-up filled it)
+        cache = get_registry().get(spec).prefix_cache
+        if cache is not None:
+            cache.stats = type(cache.stats)()
 
     start = time.perf_counter()
     result = run_etl(config, track=False)
@@ -95,6 +102,9 @@ def main() -> None:
         "ms_per_decode_step": 1000 * prof["decode_seconds"] / prof["steps"] if prof["steps"] else 0.0,
         "ms_mask_per_step": 1000 * prof["mask_seconds"] / prof["steps"] if prof["steps"] else 0.0,
         "loop": prof,
+        "prefix_cache": {spec.model: (get_registry().get(spec).prefix_cache.report()
+                                      if get_registry().get(spec).prefix_cache is not None else None)
+                         for spec in get_registry().loaded_specs()},
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "profile.json").write_text(json.dumps(summary, indent=2))
@@ -108,6 +118,10 @@ def main() -> None:
               "decoded_tokens_per_second", "ms_per_decode_step", "ms_mask_per_step"):
         v = summary[k]
         print(f"- {k}: {v:.3f}" if isinstance(v, float) else f"- {k}: {v}")
+    for model, rep in summary["prefix_cache"].items():
+        print(f"- prefix cache of {model}: " + ("off" if rep is None else
+              f"hit rate {rep['hit_rate']:.1%} ({rep['hits']}/{rep['lookups']}), {rep['tokens_saved']} prompt tokens "
+              f"not prefilled, {rep['entries']} entries, {rep['bytes_held'] / 2**20:.1f} MiB held"))
     print(f"- mean batch (rows per decode step): {prof['mean_batch']:.2f}; prefill padding share "
           f"{prof['padding_share']:.1%}; prefill passes {int(prof['prefills'])} for {int(prof['prefill_rows'])} requests")
 

@@ -134,6 +134,11 @@ class EtlConfig(BaseModel):
         description="Per model role ('metadata', 'summary', 'qa', 'validation', 'chunking'), a model id "
         "replacing the profile's; the rest of the stage's spec is kept.",
     )
+    prefix_cache_mb: float | None = Field(
+        None, ge=0, description="Shared-prefix cache of the in-process models (MB; each stage's system turn is "
+        "prefilled once, then reused): 0 disables it; None = the model's spec or LIQUID_PREFIX_CACHE_MB (256). "
+        "Greedy records are the same either way.",
+    )
     chunk_window: int = Field(
         32, ge=1, description="Chunks of one document whose LLM stages are in flight at once (bounds memory on long documents)."
     )
@@ -190,6 +195,8 @@ class EtlConfig(BaseModel):
             spec = profile.spec_for(role)
             if role in self.role_models:
                 spec = spec.model_copy(update={"model": self.role_models[role]})
+            if self.prefix_cache_mb is not None and not spec.is_remote:
+                spec = spec.model_copy(update={"prefix_cache_mb": self.prefix_cache_mb})
             specs[role] = spec
         return specs
 
@@ -205,7 +212,8 @@ class EtlConfig(BaseModel):
         return hashlib.sha256(json.dumps(self.fingerprint_settings(), sort_keys=True).encode()).hexdigest()[:16]
 
 
-_SPEED_ONLY = {"input_dir", "output_dir", "concurrency", "docs_in_flight", "limit", "dry_run", "chunk_window", "force"}
+_SPEED_ONLY = {"input_dir", "output_dir", "concurrency", "docs_in_flight", "limit", "dry_run", "chunk_window", "force",
+               "prefix_cache_mb"}
 
 
 @lru_cache(maxsize=64)

@@ -56,6 +56,10 @@ def main(
         int, typer.Option(help="Chunks of one document in the LLM stages at once (bounds memory on a long document).")
     ] = 32,
     max_file_mb: Annotated[float, typer.Option(help="Files larger than this are refused with an error.")] = 64.0,
+    prefix_cache_mb: Annotated[
+        float | None, typer.Option(help="MB for the in-process models' shared-prefix cache (each stage's system turn "
+                                        "is prefilled once and reused); 0 disables it. Default: LIQUID_PREFIX_CACHE_MB or 256.")
+    ] = None,
     role_model: Annotated[
         list[str] | None,
         typer.Option("--role-model", "--stage-model",
@@ -108,6 +112,7 @@ def main(
         "max_chunk_tokens": max_chunk_tokens,
         "max_chunks_per_doc": max_chunks_per_doc,
         "chunk_window": chunk_window,
+        "prefix_cache_mb": prefix_cache_mb,
         "max_file_mb": max_file_mb,
         "force": force,
         "qa_per_chunk": qa_per_chunk,

@@ -296,7 +296,7 @@ def _run_notes(found: Discovery, plan: WorkPlan, replaced_input: str | None) -> 
 
 def _registry_provider(config: EtlConfig) -> ModelProvider:
     """The registry's model for each model role, with the run's per-stage overrides applied."""
-    if not config.role_models:
+    if not config.role_models and config.prefix_cache_mb is None:
         return registry_models(config.profile)
     from liquid_shared.models.pydantic_model import LiquidModel
 

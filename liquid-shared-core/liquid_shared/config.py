@@ -60,6 +60,9 @@ class LiquidSettings(BaseSettings):
         None, description="Upper bound on the summed weights of loaded models; None = 80% of free device memory."
     )
     device: str | None = Field(None, description="Force a device ('cpu', 'cuda', 'cuda:0'); None = auto.")
+    prefix_cache_mb: float = Field(
+        256.0, ge=0, description="Shared-prefix cache of every in-process model whose spec sets none (MB; a "
+        "request's system turn is prefilled once and reused); 0 disables it.")
     dtype: str | None = Field(
         None, description="Weights dtype for every model whose spec names none ('bf16', 'fp16', 'fp32'); None = auto."
     )

@@ -253,3 +253,28 @@ def test_killed_runs_resume_to_exactly_the_uninterrupted_outputs(tmp_path: Path)
     chunk_ids = [c["chunk_id"] for c in _lines(out / "chunks.jsonl")]
     assert len(chunk_ids) == len(set(chunk_ids)) > 0
     assert not [p for p in (out / "docs").iterdir() if p.name.startswith(".")], "temporary shard folders were left behind"
+
+
+def test_the_prefix_cache_changes_no_record(default_run, tmp_path: Path):
+    """The default run reuses each stage's system turn from the prefix cache (hits counted); a run
+    with the cache off (``--prefix-cache-mb 0``) writes the same records for the same documents
+    (fp32, greedy)."""
+    from liquid_shared.models import get_profile, get_registry
+
+    out, result, _ = default_run
+    assert result.exit_code == EXIT_OK, result.output
+    spec = get_profile("offline").spec_for("qa")
+    report = get_registry().get(spec).prefix_cache.report()
+    assert report["hits"] > 0 and report["tokens_saved"] > 0 and report["bytes_held"] <= report["max_bytes"]
+
+    off = tmp_path / "off"
+    res = _invoke(["-o", str(off), "--quiet", "--limit", "2", "--prefix-cache-mb", "0"])
+    assert res.exit_code == EXIT_OK, res.output
+    assert get_registry().get(spec.model_copy(update={"prefix_cache_mb": 0.0})).prefix_cache is None
+    ids = {c.chunk_id for c in read_jsonl(off / "chunks.jsonl", Chunk)}
+    assert ids
+    for name in ("chunks.jsonl", "metadata.jsonl", "summaries.jsonl", "qa_pairs.jsonl"):
+        cached = [r for r in _lines(out / name) if r["chunk_id"] in ids]
+        assert _lines(off / name) == cached, name
+    qa_ids = {r["qa_id"] for r in _lines(off / "qa_pairs.jsonl")}
+    assert _lines(off / "validation.jsonl") == [r for r in _lines(out / "validation.jsonl") if r["qa_id"] in qa_ids]

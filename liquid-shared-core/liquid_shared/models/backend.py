@@ -23,6 +23,7 @@ from liquid_shared.models.decoding import DecodeStats, DecodeStream, Finished, N
 from liquid_shared.models.errors import GenerationError, ModelUnloaded, PromptTooLong
 from liquid_shared.models.grammar import GrammarCache
 from liquid_shared.models.loading import load_model_and_tokenizer, weight_bytes
+from liquid_shared.models.prefix_cache import PrefixCache
 from liquid_shared.models.spec import ModelSpec
 from liquid_shared.models.tool_format_lfm2 import MARKERS, detect_tool_format
 
@@ -77,6 +78,14 @@ class LocalLiquidModel:
         self.closed = False
         self._closing = False  # set by close(): the decode loop returns after its current step
         self.stats = DecodeStats()  # totals over every stream of this model
+        # the system turn's cache, shared by every stream of this model (None: disabled)
+        mb = spec.prefix_cache_mb
+        if mb is None:
+            from liquid_shared.config import get_settings
+
+            mb = get_settings().prefix_cache_mb
+        self.prefix_cache = PrefixCache(int(mb * 2**20)) if mb > 0 else None
+        self._system_ids: dict[str, list[int]] = {}  # rendered system turns (no tools), by content
         self._special = _special_token_texts(self.tokenizer)
         # the template's own tool-call format ("lfm2"), or None: the JSON convention (chat_format)
         self.tool_format = detect_tool_format(self.tokenizer)
@@ -211,12 +220,30 @@ class LocalLiquidModel:
             repetition_penalty=req.repetition_penalty,
             top_p=req.top_p,
             stats=self.stats,
+            prefix_cache=self.prefix_cache,
         )
+
+    def shared_prefix_len(self, messages: list[dict[str, str]], prompt: list[int],
+                          tools: list[dict[str, Any]] | None = None) -> int:
+        """Tokens of ``prompt`` that are the rendered system turn (0: none, or the rendering of the
+        turn alone is not a prefix of the whole prompt, or the prompt was truncated into it)."""
+        if self.prefix_cache is None or len(messages) < 2 or messages[0].get("role") != "system":
+            return 0
+        content = messages[0]["content"]
+        ids = self._system_ids.get(content) if tools is None else None
+        if ids is None:
+            ids = self.render(messages[:1], generation_prompt=False, tools=tools)
+            if tools is None:
+                if len(self._system_ids) >= 1024:
+                    self._system_ids.clear()
+                self._system_ids[content] = ids
+        return len(ids) if len(ids) < len(prompt) and prompt[:len(ids)] == ids else 0
 
     def _row(self, key: Hashable, req: GenRequest, prompt: list[int]) -> NewRow:
         self.compile(req)
         return NewRow(key=key, prompt=prompt, max_new_tokens=req.max_new_tokens, grammar=req.grammar,
-                      seed=req.seed, stop=self._stop_check(req.stop_sequences), on_token=req.on_token)
+                      seed=req.seed, stop=self._stop_check(req.stop_sequences), on_token=req.on_token,
+                      prefix_len=self.shared_prefix_len(req.messages, prompt, req.tools))
 
     def _stop_check(self, stops: tuple[str, ...]) -> Callable[[list[int]], bool] | None:
         if not stops:
@@ -281,6 +308,8 @@ class LocalLiquidModel:
             self.closed = True
             self.model = None
             self.grammars = None
+            if self.prefix_cache is not None:
+                self.prefix_cache.clear()
 
 
 def escape_control_chars(text: str) -> str:

@@ -57,6 +57,10 @@ class ModelSpec(BaseModel):
         description="Prompt longer than the context window minus max_new_tokens: 'truncate' keeps the "
         "system prompt and the newest tokens (left truncation); 'error' raises PromptTooLong.",
     )
+    prefix_cache_mb: float | None = Field(
+        None, ge=0, description="In-process models: MB of memory for the shared-prefix cache (a request's system "
+        "turn is prefilled once and reused by later requests with the same one; LRU). 0 disables it; None = "
+        "settings (LIQUID_PREFIX_CACHE_MB, default 256).")
     context_window: int | None = Field(None, ge=16, description="Override the model's context length (tokens).")
     max_tool_rounds: int = Field(
         2, ge=0, description="Tool-call rounds per user turn before the grammar only allows a final answer."
