@@ -48,6 +48,18 @@ def tiny_lfm2_dir(tmp_path_factory, smollm2_dir) -> Path:
     return _save_tiny(tmp_path_factory.mktemp("tiny-lfm2"), config, smollm2_dir)
 
 
+@pytest.fixture(scope="module", params=["smollm2", "tiny_lfm2"])
+def causal_lm(request):
+    """(name, fp32 model, tokenizer) for both architectures we ship for: Llama (SmolLM2) and LFM2."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = request.getfixturevalue("smollm2_dir" if request.param == "smollm2" else "tiny_lfm2_dir")
+    tok = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    return request.param, model, tok
+
+
 LFM2_TOOL_TOKENS = ["<|tool_list_start|>", "<|tool_list_end|>", "<|tool_call_start|>", "<|tool_call_end|>",
                     "<|tool_response_start|>", "<|tool_response_end|>"]
 

@@ -13,7 +13,6 @@ import json
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from liquid_shared.models.decoding import DecodeStream, NewRow, decode_all
 from liquid_shared.models.grammar import GrammarCache
@@ -35,14 +34,6 @@ def _alone(model, tok, prompt: list[int], budget: int) -> list[int]:
                          temperature=None, top_k=None, top_p=None)
     row = out[0, len(prompt):].tolist()
     return row[: row.index(tok.eos_token_id)] if tok.eos_token_id in row else row
-
-
-@pytest.fixture(scope="module", params=["smollm2", "tiny_lfm2"])
-def causal_lm(request):
-    folder = request.getfixturevalue("smollm2_dir" if request.param == "smollm2" else "tiny_lfm2_dir")
-    tok = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    return request.param, model, tok
 
 
 def _stream(model, tok) -> DecodeStream:

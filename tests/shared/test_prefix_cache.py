@@ -9,8 +9,6 @@ test_decoding.py). fp32, greedy, repetition penalty on, so that the comparison i
 from __future__ import annotations
 
 import pytest
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from liquid_shared.models.decoding import DecodeStream, NewRow
 from liquid_shared.models.prefix_cache import PrefixCache
@@ -21,14 +19,6 @@ SYSTEMS = [
 ]
 PASSAGES = ["Bees make honey from nectar.", "The Rhine flows from the Alps to the North Sea, past Basel and Cologne.",
             "Copper conducts heat well.", "A hive has one queen and thousands of workers."]
-
-
-@pytest.fixture(scope="module", params=["smollm2", "tiny_lfm2"])
-def causal_lm(request):
-    folder = request.getfixturevalue("smollm2_dir" if request.param == "smollm2" else "tiny_lfm2_dir")
-    tok = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    return request.param, model, tok
 
 
 def _ids(tok, messages, generation_prompt=True) -> list[int]:

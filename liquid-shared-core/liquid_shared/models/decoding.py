@@ -251,11 +251,14 @@ class DecodeStream:
         t0 = time.perf_counter()
         out = self._forward(input_ids=ids, attention_mask=attention, position_ids=positions)
         logits = out.logits[:, -1, :].float()
-        self.stats.prefill_seconds += time.perf_counter() - t0
-        self.stats.prefills += 1
-        self.stats.prefill_tokens += sum(len(p) for p in prompts)
-        self.stats.prefill_padded_tokens += len(prompts) * width
+        self._count_prefill(time.perf_counter() - t0, sum(len(p) for p in prompts), len(prompts) * width)
         return out.cache, attention, positions[:, -1:] + 1, logits
+
+    def _count_prefill(self, seconds: float, tokens: int, padded_tokens: int) -> None:
+        self.stats.prefill_seconds += seconds
+        self.stats.prefills += 1
+        self.stats.prefill_tokens += tokens
+        self.stats.prefill_padded_tokens += padded_tokens
 
     def _admit_prefilled(self, rows: list[NewRow]) -> None:
         cache, attention, next_pos, logits = self._prefill([r.prompt for r in rows])
@@ -315,11 +318,8 @@ class DecodeStream:
         t1 = time.perf_counter()
         out = self._forward(input_ids=ids, attention_mask=attention, position_ids=positions, cache=past)
         logits = out.logits[:, -1, :].float()
-        self.stats.prefill_seconds += time.perf_counter() - t1
-        self.stats.prefills += 1
+        self._count_prefill(time.perf_counter() - t1, sum(len(s) for s in suffixes), len(rows) * width)
         self.stats.prefill_rows += len(rows)
-        self.stats.prefill_tokens += sum(len(s) for s in suffixes)
-        self.stats.prefill_padded_tokens += len(rows) * width
         self._join(rows, out.cache, attention, positions[:, -1:] + 1, logits)
 
     def _join(self, rows: list[NewRow], cache: Any, attention: torch.Tensor, next_pos: torch.Tensor,
