@@ -3,6 +3,7 @@
     python bench/bench_etl.py                       # the shipped samples, concurrency 16
     python bench/bench_etl.py --concurrency 4,16    # a sweep
     python bench/bench_etl.py --limit 3 --temperature 0
+    python bench/bench_etl.py --dtypes fp32,int8     # also with int8 linear layers, against the fp32 naive run
 
 *Naive*: one agent call per chunk per stage, each awaited before the next, document after
 document (what a straightforward script over the same agents does). *Pipeline*: the async Pydantic
@@ -153,24 +154,66 @@ def main() -> None:
     parser.add_argument("--prefix-cache", choices=["both", "on", "off"], default="both",
                         help="the pipeline with the shared-prefix cache, without it, or both (default); the naive "
                              "design always runs without it (the design before the cache)")
+    parser.add_argument("--dtypes", default="fp32",
+                        help="comma-separated model dtypes, each a full set of runs in this process (e.g. fp32,int8: "
+                             "'int8' = int8 linear layers on the CPU); with more than one, every run is also "
+                             "compared with the first dtype's naive run (speed and identical records)")
     args = parser.parse_args()
 
     import shutil
 
-    from liquid_shared.models import get_profile, get_registry
-
     if args.out.exists():
         shutil.rmtree(args.out)
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    summary: dict = {}
+    naive_dirs: dict[str, Path] = {}
+    first_naive: dict | None = None
+    for dtype in dtypes:
+        out = args.out if len(dtypes) == 1 else args.out / dtype
+        results, naive_dirs[dtype] = _bench_dtype(args, dtype, out)
+        first_naive = first_naive or results["naive"]
+        summary[dtype] = results
+    if len(dtypes) > 1:  # every design against the first dtype's naive run (the same process)
+        base = dtypes[0]
+        print(f"\n### every run against the naive {base} run\n")
+        print(f"| dtype | design | seconds | speed-up over naive {base} | records identical to naive {base} "
+              "(metadata / summaries / QA / validation) |")
+        print("|---|---|---:|---:|---|")
+        for dtype in dtypes:
+            for name, r in summary[dtype].items():
+                if not isinstance(r, dict) or "seconds" not in r:
+                    continue
+                folder = naive_dirs[dtype] if name == "naive" else naive_dirs[dtype].parent / _folder(name)
+                same = agreement(naive_dirs[base], folder)
+                shares = " / ".join(f"{same[f]:.0%}" for f in ("metadata.jsonl", "summaries.jsonl", "qa_pairs.jsonl",
+                                                                "validation.jsonl"))
+                r.setdefault("agreement_with_first_naive", same)
+                print(f"| {dtype} | {name} | {r['seconds']:.1f} | {first_naive['seconds'] / r['seconds']:.2f}x | {shares} |")
+    (args.out / "bench.json").write_text(json.dumps(summary if len(dtypes) > 1 else summary[dtypes[0]], indent=2,
+                                                   default=str))
+
+
+def _bench_dtype(args, dtype: str, out: Path) -> tuple[dict, Path]:
+    """Warm-up, the naive design and the pipeline runs, all with the model in ``dtype``."""
+    import os
+
+    from liquid_shared.config import get_settings
+    from liquid_shared.models import get_profile, get_registry
+
+    os.environ["LIQUID_DTYPE"] = dtype
+    get_settings.cache_clear()
+    registry = get_registry()
+    for loaded in registry.loaded_specs():  # specs name no dtype: the setting decides, so reload
+        registry.unload(loaded)
     common = {"input_dir": args.input, "limit": args.limit}
     if args.temperature is not None:  # otherwise the ETL's default (greedy)
         common["temperature"] = args.temperature
-    warm_cfg = EtlConfig(output_dir=args.out / "warmup", **common)
+    warm_cfg = EtlConfig(output_dir=out / "warmup", **common)
     t = time.perf_counter()
     asyncio.run(warm_up(warm_cfg))
     warm_seconds = time.perf_counter() - t
 
-    naive_cfg = EtlConfig(output_dir=args.out / "naive", concurrency=1, docs_in_flight=1, **common)
-    registry = get_registry()
+    naive_cfg = EtlConfig(output_dir=out / "naive", concurrency=1, docs_in_flight=1, **common)
     spec = get_profile(naive_cfg.profile).spec_for("metadata")
     backend = registry.get(spec)
 
@@ -196,7 +239,7 @@ def main() -> None:
     for c in [int(x) for x in args.concurrency.split(",")]:
         for cached in modes:
             name = f"pipeline c={c}" + (" + prefix cache" if cached else "")
-            cfg = EtlConfig(output_dir=args.out / _folder(name), concurrency=c, **common)
+            cfg = EtlConfig(output_dir=out / _folder(name), concurrency=c, **common)
             results[name] = occupancy(pipeline_run(cfg), cached)
 
     batches = registry.batch_sizes(spec)
@@ -204,7 +247,8 @@ def main() -> None:
     stage_sum = sum(weights.get(get_profile(naive_cfg.profile).spec_for(st).model, 0)
                     for st in ("metadata", "metadata", "metadata", "metadata", "summary", "qa", "validation"))
 
-    print(f"\nwarm-up (model load + grammars): {warm_seconds:.1f} s; input {args.input} ({naive['documents']} documents)\n")
+    print(f"\n## weights {backend.placement.label}\n\nwarm-up (model load + grammars): {warm_seconds:.1f} s; "
+          f"input {args.input} ({naive['documents']} documents)\n")
     print("| design | docs | chunks | seconds | chunks/min | docs/min | LLM calls | output tokens | prefills | "
           "rows per decode step | prefill tokens per chunk | prefix hit rate | speed-up |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -213,11 +257,14 @@ def main() -> None:
         print(_row(name, r, None if name == "naive" else naive, calls, tokens))
     for name in results:
         if name != "naive":
-            same = agreement(naive_cfg.output_dir, args.out / _folder(name))
+            same = agreement(naive_cfg.output_dir, out / _folder(name))
             summary_line = ", ".join(f"{k} {v:.0%}" for k, v in same.items())
             print(f"\nrecords identical to the naive run's ({name}): {summary_line}")
             results[name]["agreement"] = same
-    print(f"\nmodel dtype: {backend.placement.dtype}; requests admitted per prefill: mean "
+    for name, r in results.items():
+        counts = r["report"].get("counts", {})
+        print(f"{name}: counts {json.dumps(counts)}")
+    print(f"\nmodel weights: {backend.placement.label}; requests admitted per prefill: mean "
           f"{statistics.fmean(batches):.1f}, max {max(batches)} over {len(batches)} prefills (both runs)" if batches else "")
     print(f"peak RSS of this process: {peak_rss_bytes() / 2**30:.2f} GiB; model weights loaded: "
           f"{sum(weights.values()) / 2**30:.2f} GiB ({registry.load_counts[spec]} load(s)); "
@@ -227,8 +274,8 @@ def main() -> None:
     }
     summary["memory"] = {"peak_rss_bytes": peak_rss_bytes(), "weights": weights, "sum_of_role_models": stage_sum}
     summary["batches"] = batches
-    (args.out / "bench.json").write_text(json.dumps(summary, indent=2, default=str))
-
+    summary["weights_label"] = backend.placement.label
+    return summary, naive_cfg.output_dir
 
 if __name__ == "__main__":
     main()

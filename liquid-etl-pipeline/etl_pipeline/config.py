@@ -226,7 +226,7 @@ def _fingerprint_settings(config_json: str, dtype: str | None, device: str | Non
     for role, spec in cfg.role_specs().items():
         try:
             placement = placement_for(spec)
-            resolved = {"dtype": str(placement.dtype).removeprefix("torch."), "device_type": placement.device.type}
+            resolved = {"dtype": placement.label, "device_type": placement.device.type}
         except Exception as exc:  # an unusable device is reported when the model loads; keep the request
             resolved = {"dtype": spec.dtype or dtype, "device_type": spec.device or device, "error": type(exc).__name__}
         models[role] = {"spec": spec.model_dump(mode="json"), **resolved}

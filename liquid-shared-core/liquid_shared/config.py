@@ -64,7 +64,7 @@ class LiquidSettings(BaseSettings):
         256.0, ge=0, description="Shared-prefix cache of every in-process model whose spec sets none (MB; a "
         "request's system turn is prefilled once and reused); 0 disables it.")
     dtype: str | None = Field(
-        None, description="Weights dtype for every model whose spec names none ('bf16', 'fp16', 'fp32'); None = auto."
+        None, description="Weights dtype for every model whose spec names none ('bf16', 'fp16', 'fp32', or 'int8' on a CPU: see ModelSpec.dtype); None = auto."
     )
     mlflow_uri: str | None = Field(None, description="MLflow tracking URI; None = sqlite in the project folder.")
     data_dir: Path | None = Field(

@@ -3,6 +3,9 @@
 On CUDA we always load with an explicit ``device_map={"": "cuda:0"}`` (never ``"auto"``: that
 path leaves weights on the meta device when memory estimates are off, which broke the system this
 stack replaces). bf16 where the GPU supports it, fp16 otherwise; fp32 on CPU.
+
+``int8`` (CPU only) loads fp32 weights and then stores every linear layer but the output head as
+int8 (``models.quantize``): compute stays fp32 around int8 matrix products.
 """
 
 from __future__ import annotations
@@ -16,7 +19,13 @@ import torch
 @dataclass(frozen=True)
 class Placement:
     device: torch.device
-    dtype: torch.dtype
+    dtype: torch.dtype  # the dtype weights load in (and activations run in)
+    int8_weights: bool = False  # then linear layers are quantised to int8 after loading (CPU)
+
+    @property
+    def label(self) -> str:
+        """The weights' precision as a user names it: 'float32', 'bfloat16', ..., or 'int8'."""
+        return "int8" if self.int8_weights else str(self.dtype).removeprefix("torch.")
 
     @property
     def device_map(self) -> dict[str, str] | None:
@@ -42,11 +51,12 @@ def parse_dtype(name: str | torch.dtype | None) -> torch.dtype | None:
     try:
         return _DTYPES[name.lower()]
     except KeyError:
-        raise ValueError(f"unknown dtype {name!r}; use one of {sorted(set(_DTYPES))}") from None
+        raise ValueError(f"unknown dtype {name!r}; use one of {sorted(set(_DTYPES) | {'int8'})}") from None
 
 
 def resolve_placement(device: str | None = None, dtype: str | torch.dtype | None = None) -> Placement:
-    """Pick device and dtype. ``device`` may be 'cpu', 'cuda' or 'cuda:N'; None = CUDA if available."""
+    """Pick device and dtype. ``device`` may be 'cpu', 'cuda' or 'cuda:N'; None = CUDA if available.
+    ``dtype`` 'int8' means fp32 with int8 linear layers, on a CPU only."""
     if device in (None, "auto"):
         dev = torch.device("cuda:0") if torch.cuda.is_available() else torch.device("cpu")
     else:
@@ -56,6 +66,11 @@ def resolve_placement(device: str | None = None, dtype: str | torch.dtype | None
                 raise RuntimeError(f"device {device!r} requested but CUDA is not available; use device='cpu'")
             if dev.index is None:
                 dev = torch.device("cuda:0")
+    if isinstance(dtype, str) and dtype.lower() == "int8":
+        if dev.type != "cpu":
+            raise ValueError(f"dtype 'int8' runs on a CPU only (PyTorch's x86 int8 kernels); device {str(dev)!r} "
+                             "needs 'bf16', 'fp16' or 'fp32'")
+        return Placement(device=dev, dtype=torch.float32, int8_weights=True)
     chosen = parse_dtype(dtype)
     if chosen is None:
         if dev.type == "cuda":

@@ -66,10 +66,14 @@ def test_fingerprint_covers_models_dtype_overrides_embedding_and_code(monkeypatc
     monkeypatch.setenv("LIQUID_DTYPE", "bf16")
     get_settings.cache_clear()
     prints.add(EtlConfig().fingerprint())
+    monkeypatch.setenv("LIQUID_DTYPE", "int8")  # fp32 activations, but int8 weights: other records
+    get_settings.cache_clear()
+    assert EtlConfig().fingerprint_settings()["models"]["qa"]["dtype"] == "int8"
+    prints.add(EtlConfig().fingerprint())
     monkeypatch.delenv("LIQUID_DTYPE")
     get_settings.cache_clear()
     assert EtlConfig().fingerprint() == base.fingerprint()
-    assert len(prints) == 4
+    assert len(prints) == 5
     # speed-only knobs do not count
     assert EtlConfig(concurrency=3, chunk_window=5, docs_in_flight=2).fingerprint() == base.fingerprint()
 

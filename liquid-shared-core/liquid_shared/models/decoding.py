@@ -427,8 +427,8 @@ class DecodeStream:
         self.stats.choose_seconds += (t1 - t0) - (self.stats.mask_seconds - mask_before)
         finished: list[Finished] = []
         keep: list[int] = []
+        self.grammars.accept_all(self.keys, picked)
         for i, (key, token) in enumerate(zip(self.keys, picked, strict=True)):
-            self.grammars.accept(key, token)
             if token in self.eos_ids:
                 finished.append(Finished(key, self.tokens[i], True))
                 continue

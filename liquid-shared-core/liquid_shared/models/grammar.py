@@ -58,12 +58,19 @@ class GrammarCache:
 
 class RowGrammars:
     """One xgrammar matcher per row of a running batch (``None``: free text), addressed by the row's
-    key, so rows can join and leave the batch while the others keep decoding."""
+    key, so rows can join and leave the batch while the others keep decoding.
 
-    def __init__(self, vocab_size: int):
+    A step's grammar work is batched: ``mask`` fills every constrained row's bitmask in one call
+    of xgrammar's ``BatchGrammarMatcher`` (its C++ threads, no Python loop over rows), and
+    ``accept_all`` advances every matcher in one call. ``batched=False`` keeps the row-by-row
+    calls (the baseline of ``bench/bench_grammar_masks.py``); both give the same masks.
+    """
+
+    def __init__(self, vocab_size: int, *, batched: bool = True, threads: int | str = "auto"):
         self.vocab_size = vocab_size
         self.matchers: dict[Hashable, xgr.GrammarMatcher | None] = {}
         self.bitmask = xgr.allocate_token_bitmask(16, vocab_size)
+        self.batch = xgr.BatchGrammarMatcher(threads) if batched else None
 
     def add(self, key: Hashable, grammar: xgr.CompiledGrammar | None) -> None:
         self.matchers[key] = xgr.GrammarMatcher(grammar) if grammar is not None else None
@@ -71,25 +78,55 @@ class RowGrammars:
     def discard(self, key: Hashable) -> None:
         self.matchers.pop(key, None)
 
+    def _live(self, keys: list[Hashable]) -> tuple[list[xgr.GrammarMatcher], list[int]]:
+        """The matchers of ``keys`` that still constrain their row, and their lines in ``keys``."""
+        matchers, lines = [], []
+        for k, key in enumerate(keys):
+            m = self.matchers.get(key)
+            if m is not None and not m.is_terminated():
+                matchers.append(m)
+                lines.append(k)
+        return matchers, lines
+
     def accept(self, key: Hashable, token: int) -> None:
         m = self.matchers.get(key)
         if m is not None and not m.is_terminated():
             m.accept_token(token)
 
+    def accept_all(self, keys: list[Hashable], tokens: list[int]) -> None:
+        """``accept(keys[k], tokens[k])`` for every line, in one batched call."""
+        if self.batch is None:
+            for key, token in zip(keys, tokens, strict=True):
+                self.accept(key, token)
+            return
+        matchers, lines = self._live(keys)
+        if matchers:
+            xgr.BatchGrammarMatcher.batch_accept_token(matchers, [tokens[k] for k in lines])
+
     def terminated(self, key: Hashable) -> bool:
         m = self.matchers.get(key)
         return m is None or m.is_terminated()
 
-    def mask(self, scores: torch.Tensor, keys: list[Hashable]) -> torch.Tensor:
-        """Mask ``scores`` (line k belongs to row ``keys[k]``) to what each row's grammar allows."""
+    def fill(self, keys: list[Hashable]) -> list[int]:
+        """Fill the bitmask lines of the constrained rows of ``keys``; returns those lines."""
         if len(keys) > self.bitmask.shape[0]:
             self.bitmask = xgr.allocate_token_bitmask(len(keys), self.vocab_size)
-        lines = []
-        for k, key in enumerate(keys):
-            m = self.matchers.get(key)
-            if m is not None and not m.is_terminated():
+        matchers, lines = self._live(keys)
+        if not matchers:
+            return lines
+        if self.batch is not None:
+            self.batch.batch_fill_next_token_bitmask(matchers, self.bitmask, indices=lines)
+        else:
+            for m, k in zip(matchers, lines, strict=True):
                 m.fill_next_token_bitmask(self.bitmask, k)
-                lines.append(k)
+        return lines
+
+    def mask(self, scores: torch.Tensor, keys: list[Hashable]) -> torch.Tensor:
+        """Mask ``scores`` (line k belongs to row ``keys[k]``) to what each row's grammar allows."""
+        return self.apply(scores, self.fill(keys))
+
+    def apply(self, scores: torch.Tensor, lines: list[int]) -> torch.Tensor:
+        """Set the scores of tokens the filled bitmask forbids on ``lines`` to -inf."""
         if lines:
             device = scores.device
             cpu_scores = scores if device.type in ("cpu", "cuda") else scores.to("cpu")

@@ -104,6 +104,10 @@ def load_model_and_tokenizer(spec: ModelSpec) -> tuple[Any, Any, Placement]:
     if placement.device_map is None:
         model.to(placement.device)
     model.eval()
+    if placement.int8_weights:
+        from liquid_shared.models.quantize import int8_linear_layers
+
+        int8_linear_layers(model)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
@@ -111,6 +115,8 @@ def load_model_and_tokenizer(spec: ModelSpec) -> tuple[Any, Any, Placement]:
 
 
 def weight_bytes(model: Any) -> int:
+    from liquid_shared.models.quantize import int8_weight_bytes
+
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     bufs = sum(b.numel() * b.element_size() for b in model.buffers())
-    return int(params + bufs)
+    return int(params + bufs + int8_weight_bytes(model))
