@@ -11,8 +11,9 @@
    with the same per-row grammar as a logits processor; in fp32 and in bf16; same process, same
    prompts, greedy, outputs compared.
 
-5. forward: the cost of one forward pass by dtype (fp32, bf16) and batch shape (prefill of 190
-   tokens, a decode step of 1 token; 1 row and 16 rows): what caps batching gains on a CPU.
+5. forward: the cost of one forward pass by dtype (fp32, bf16, int8 linear layers) and batch shape
+   (prefill of 190 tokens; a decode step of 1 token on a 190-token cache; 1 row and 16 rows): what
+   caps batching gains on a CPU, and what a single request's step costs.
 
     python bench/bench_model_layer.py [--part throughput|memory|load|decode|forward|all] [--runs 16]
                                       [--decode-requests 48]
@@ -24,10 +25,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -235,27 +238,44 @@ def _decode(n: int) -> dict:
     return res
 
 
-def _forward_costs() -> dict:
+def _timed_forward(model, ids, step, cache, tokens: int) -> float:
+    """Seconds of one prefill of ``ids`` (``tokens`` > 1), or of one decode step of ``step`` on a
+    copy of ``cache`` (every timed step sees the same cache length; the copy is not timed)."""
+    if tokens > 1:
+        t0 = time.perf_counter()
+        model(input_ids=ids, logits_to_keep=1)
+        return time.perf_counter() - t0
+    cache = copy.deepcopy(cache)
+    t0 = time.perf_counter()
+    model(input_ids=step, use_cache=True, cache=cache, logits_to_keep=1)
+    return time.perf_counter() - t0
+
+
+def _forward_costs(dtypes: list[str]) -> dict:
     """Forward-pass cost of the default model by dtype and batch size: prefill (190 tokens a row)
-    and one decode-sized step (1 token a row), random ids, logits of the last position only."""
+    and one decode step (1 token a row on top of a 190-token cache, as inside the decode loop),
+    random ids, logits of the last position only. ``int8``: fp32 with int8 linear layers."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    from liquid_shared.models.quantize import int8_linear_layers
     from liquid_shared.offline import ensure_smollm2
 
     folder = ensure_smollm2()
+    torch_dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "int8": torch.float32}
     res = {}
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).eval()
+    for name in dtypes:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtypes[name]).eval()
+        if name == "int8":
+            int8_linear_layers(model)
         for batch, tokens in ((1, 190), (16, 190), (1, 1), (16, 1)):
-            ids = torch.randint(0, 49000, (batch, tokens))
+            ids = torch.randint(0, 49000, (batch, 190))
             repeats = 3 if tokens > 1 else 20
             with torch.inference_mode():
-                model(input_ids=ids, logits_to_keep=1)
-                t0 = time.perf_counter()
-                for _ in range(repeats):
-                    model(input_ids=ids, logits_to_keep=1)
-                seconds = (time.perf_counter() - t0) / repeats
+                out = model(input_ids=ids, use_cache=True, logits_to_keep=1)  # warm-up; the cache of 190
+                step = torch.randint(0, 49000, (batch, 1))
+                runs = [_timed_forward(model, ids, step, out.cache, tokens) for _ in range(repeats + 1)]
+                seconds = statistics.median(runs[1:])
             res[(name, batch, tokens)] = {"ms": seconds * 1000, "tokens_per_s": batch * tokens / seconds}
         del model
     return res
@@ -265,6 +285,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", default="all", choices=["throughput", "memory", "load", "decode", "forward", "all"])
     ap.add_argument("--runs", type=int, default=16)
+    ap.add_argument("--forward-dtypes", default="fp32,bf16,int8",
+                    help="forward: comma-separated dtypes (fp32, bf16, int8 = fp32 with int8 linear layers)")
     ap.add_argument("--decode-requests", type=int, default=48)
     ap.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -301,8 +323,9 @@ def main() -> None:
         print(f"\nbf16 against fp32, both ours: {d['bf16_over_fp32_ours']:.2f}x; bf16 ours against fp32 "
               f"generate(): **{d['bf16_ours_over_fp32_generate']:.2f}x**")
     if args.part in ("forward", "all"):
-        f = _forward_costs()
-        print("\n## Forward pass of SmolLM2-135M by dtype and batch (random ids, last-position logits)\n")
+        f = _forward_costs([d.strip() for d in args.forward_dtypes.split(",") if d.strip()])
+        print("\n## Forward pass of SmolLM2-135M by dtype and batch (random ids, last-position logits; "
+              "x 1 = one decode step on a 190-token cache; median)\n")
         print("| dtype | rows x tokens | ms | tokens/s |\n|---|---|---:|---:|")
         for (dt, batch, tokens), r in f.items():
             print(f"| {dt} | {batch} x {tokens} | {r['ms']:.1f} | {r['tokens_per_s']:.0f} |")
