@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from liquid_shared import compute_thread
 from liquid_shared.config import get_settings
 from liquid_shared.offline import MINILM_ID, minilm_path
 
@@ -97,7 +98,9 @@ class Embedder:
         self.batch_size = batch_size
         self.normalize = normalize
         settings = get_settings()
-        self.model = SentenceTransformer(_resolve_model_path(model), device=device or settings.device or None)
+        # loaded and run on the process's compute thread (``compute_thread``: one OpenMP team)
+        self.model = compute_thread.run(SentenceTransformer, _resolve_model_path(model),
+                                        device=device or settings.device or None)
         self.dim = int(self.model.get_embedding_dimension())
         self._cache: EmbeddingCache | None = None
         if cache:
@@ -122,7 +125,8 @@ class Embedder:
         return np.stack(found).astype(np.float32, copy=False)
 
     def _encode(self, texts: list[str], show_progress: bool) -> np.ndarray:
-        vecs = self.model.encode(
+        vecs = compute_thread.run(
+            self.model.encode,
             texts,
             batch_size=self.batch_size,
             normalize_embeddings=self.normalize,

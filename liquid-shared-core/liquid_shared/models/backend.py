@@ -19,6 +19,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+from liquid_shared import compute_thread
 from liquid_shared.models.decoding import DecodeStats, DecodeStream, Finished, NewRow, decode_all
 from liquid_shared.models.errors import GenerationError, ModelUnloaded, PromptTooLong
 from liquid_shared.models.grammar import GrammarCache
@@ -297,7 +298,7 @@ class LocalLiquidModel:
         rows = [self._row(i, r, p) for i, (r, p) in enumerate(zip(reqs, prompts, strict=True))]
         with self._lock:
             self._check_open()
-            done = decode_all(stream, rows)
+            done = compute_thread.run(decode_all, stream, rows)  # torch work on one thread
         return [self.result(done[i], reqs[i], prompts[i]) for i in range(len(reqs))]
 
     def close(self) -> None:

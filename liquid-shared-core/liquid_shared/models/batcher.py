@@ -28,6 +28,7 @@ import functools
 import itertools
 from dataclasses import dataclass
 
+from liquid_shared import compute_thread
 from liquid_shared.models.backend import GenRequest, GenResult, LocalLiquidModel
 from liquid_shared.models.decoding import DecodeStream
 from liquid_shared.models.errors import GenerationError, ModelUnloaded
@@ -91,6 +92,8 @@ class MicroBatcher:
         admit waiting requests into free slots or to drop rows whose callers went away?"""
         if any(p.future.done() for p in list(rows.values())):
             return True
+        if compute_thread.waiting():  # other torch work (another model, an embedding batch) waits its turn
+            return True
         return stream.active < self.max_batch_size and any(p.key == key for p in self._queue[:64])
 
     async def _run(self) -> None:
@@ -136,7 +139,7 @@ class MicroBatcher:
                 self.peak_rows = max(self.peak_rows, len(rows))
             gone = {r for r, p in rows.items() if p.future.done()}
             try:
-                finished = await asyncio.to_thread(
+                finished = await compute_thread.call(
                     self.backend.advance,
                     stream,
                     [(p.row, p.req, p.prompt) for p in newcomers],

@@ -28,6 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from liquid_shared import compute_thread
 from liquid_shared.config import get_settings
 from liquid_shared.models.backend import GenRequest, GenResult, LocalLiquidModel
 from liquid_shared.models.batcher import MicroBatcher
@@ -110,7 +111,7 @@ class ModelRegistry:
             else:
                 self._reserve(spec)
                 try:
-                    backend = LocalLiquidModel(spec)
+                    backend = compute_thread.run(LocalLiquidModel, spec)  # torch work on one thread
                 finally:
                     with self._lock:
                         self._reserved.pop(spec, None)
