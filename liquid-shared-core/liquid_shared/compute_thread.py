@@ -19,6 +19,7 @@ process take turns step by step instead of call by call.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,7 +27,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="liquid-compute")
+_executor: ThreadPoolExecutor | None = None
 _waiting = 0
 _waiting_lock = threading.Lock()
 _thread_ident: int | None = None
@@ -37,7 +38,22 @@ def _mark() -> None:
     _thread_ident = threading.get_ident()
 
 
-_executor.submit(_mark).result()
+def _pool() -> ThreadPoolExecutor:
+    """The executor, started on first use (and again in a forked child, where threads are gone)."""
+    global _executor
+    with _waiting_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="liquid-compute")
+            _executor.submit(_mark)
+        return _executor
+
+
+def _forget_after_fork() -> None:
+    global _executor, _waiting, _waiting_lock, _thread_ident
+    _executor, _waiting, _waiting_lock, _thread_ident = None, 0, threading.Lock(), None
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def on_compute_thread() -> bool:
@@ -58,9 +74,10 @@ def _submit(fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
         _leave_queue(started)
         return fn(*args, **kwargs)
 
+    pool = _pool()
     with _waiting_lock:
         _waiting += 1
-    future = _executor.submit(go)
+    future = pool.submit(go)
     future.add_done_callback(lambda f: _leave_queue(started))  # cancelled before it started
     return future
 

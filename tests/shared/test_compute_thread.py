@@ -77,3 +77,28 @@ async def test_loads_and_decode_steps_run_on_the_compute_thread(tiny_lfm2_dir):
         LocalLiquidModel.__init__, LocalLiquidModel.advance = original_init, original_advance
     assert all(isinstance(r.output, Word) for r in results)
     assert where == {"load": {True}, "advance": {True}}
+
+
+def test_a_forked_child_gets_its_own_compute_thread():
+    import os
+
+    parent = compute_thread.run(_ident)  # the parent's thread exists before the fork
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's thread is gone; a call must still run (not hang)
+        code = 1
+        try:
+            code = 0 if compute_thread.run(_ident) != threading.get_ident() else 2
+        finally:
+            os.write(write, bytes([code]))
+            os._exit(0)
+    os.close(write)
+    import select
+    import signal
+
+    ready, _, _ = select.select([read], [], [], 60)
+    if not ready:  # the call hung in the child
+        os.kill(pid, signal.SIGKILL)
+    reply = os.read(read, 1) if ready else b"hang"
+    os.waitpid(pid, 0)
+    assert parent != threading.get_ident() and reply == bytes([0])
