@@ -177,9 +177,9 @@ def main() -> None:
             print(f"| {r['engine']} | {r['mode']} | {r['seconds']:.1f} | {r['seconds_min']:.1f} - {r['seconds_max']:.1f} | "
                   f"{r['seconds_per_run']:.2f} | "
                   f"{r['valid']}/{r['runs']} | {r['tokens_per_s']:.1f} | {same} |")
-        server = {m: agents.get(f"llama-server, {m}") for m in modes}
+        server_runs = {m: agents.get(f"llama-server, {m}") for m in modes}
         for r in agents.values():
-            ref = server.get(r["mode"])
+            ref = server_runs.get(r["mode"])
             if ref is not None and r["engine"] != "llama-server":
                 print(f"{r['engine']}, {r['mode']}: {ref['seconds'] / r['seconds']:.2f}x llama-server's speed "
                       f"(wall {r['seconds']:.1f} s against {ref['seconds']:.1f} s)")

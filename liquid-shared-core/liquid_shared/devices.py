@@ -4,8 +4,8 @@ On CUDA we always load with an explicit ``device_map={"": "cuda:0"}`` (never ``"
 path leaves weights on the meta device when memory estimates are off, which broke the system this
 stack replaces). bf16 where the GPU supports it, fp16 otherwise; fp32 on CPU.
 
-``int8`` (CPU only) loads fp32 weights and then stores every linear layer but the output head as
-int8 (``models.quantize``): compute stays fp32 around int8 matrix products.
+``int8`` (CPU only) loads fp32 weights and then stores every linear layer, the output head
+included, as int8 (``models.quantize``): compute stays fp32 around int8 matrix products.
 """
 
 from __future__ import annotations

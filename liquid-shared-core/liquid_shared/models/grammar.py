@@ -66,11 +66,11 @@ class RowGrammars:
     calls (the baseline of ``bench/bench_grammar_masks.py``); both give the same masks.
     """
 
-    def __init__(self, vocab_size: int, *, batched: bool = True, threads: int | str = "auto"):
+    def __init__(self, vocab_size: int, *, batched: bool = True):
         self.vocab_size = vocab_size
         self.matchers: dict[Hashable, xgr.GrammarMatcher | None] = {}
         self.bitmask = xgr.allocate_token_bitmask(16, vocab_size)
-        self.batch = xgr.BatchGrammarMatcher(threads) if batched else None
+        self.batch = xgr.BatchGrammarMatcher() if batched else None
 
     def add(self, key: Hashable, grammar: xgr.CompiledGrammar | None) -> None:
         self.matchers[key] = xgr.GrammarMatcher(grammar) if grammar is not None else None

@@ -10,7 +10,7 @@ head in fp32 took half of an int8 decode step (torch profiler, docs/benchmarks.m
 it fp32 did not raise the agreement with fp32's greedy texts there (llama.cpp's GGUFs quantise
 it too). The input embedding (tied to the head in SmolLM2) stays fp32: a lookup reads one row.
 
-What it costs, measured in docs/benchmarks.md ("int8 weights"):
+What it costs, measured in docs/benchmarks.md ("Single-request latency and int8 weights"):
 
 * greedy outputs are not fp32's: the texts differ after a few tokens (agreement measured there);
 * the activation scale is computed over the whole input of a layer, i.e. over every row of a
@@ -32,16 +32,16 @@ from typing import Any
 import torch
 
 
-def int8_linear_layers(model: torch.nn.Module, keep: tuple[str, ...] = ()) -> torch.nn.Module:
-    """``model`` (fp32, on the CPU) with every ``nn.Linear`` but those named in ``keep`` quantised
-    to int8 in place. Returns the model."""
+def int8_linear_layers(model: torch.nn.Module) -> torch.nn.Module:
+    """``model`` (fp32, on the CPU) with every ``nn.Linear`` quantised to int8 in place. Returns
+    the model."""
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     first = next(model.parameters())
     if first.device.type != "cpu" or first.dtype != torch.float32:
         raise ValueError(f"int8 linear layers need an fp32 model on the CPU, not {first.dtype} on {first.device}")
     names = {name: per_channel_dynamic_qconfig for name, module in model.named_modules()
-             if isinstance(module, torch.nn.Linear) and name not in keep}
+             if isinstance(module, torch.nn.Linear)}
     if not names:
         raise ValueError(f"{type(model).__name__} has no linear layer to quantise")
     with warnings.catch_warnings():
