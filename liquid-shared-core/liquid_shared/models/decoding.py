@@ -43,6 +43,7 @@ from transformers.cache_utils import (
 
 from liquid_shared.models.grammar import RowGrammars
 from liquid_shared.models.prefix_cache import PrefixCache, row_of, stack
+from liquid_shared.models.slot_cache import SlotLayer, compaction_order
 
 
 @dataclass
@@ -103,7 +104,7 @@ class DecodeStats:
 # Cache layer types whose rows ``_merge_into`` / ``_select_rows`` / ``_trim_left`` handle. Exact
 # types, not isinstance: a subclass (sliding window, quantised, hybrid linear + full attention)
 # keeps state these functions do not know, so its model batches statically.
-MERGEABLE_LAYERS: frozenset[type] = frozenset({DynamicLayer, LinearAttentionLayer})
+MERGEABLE_LAYERS: frozenset[type] = frozenset({DynamicLayer, SlotLayer, LinearAttentionLayer})
 
 
 def _mergeable(cache: Any) -> bool:
@@ -111,10 +112,18 @@ def _mergeable(cache: Any) -> bool:
     return layers is not None and all(type(layer) in MERGEABLE_LAYERS for layer in layers)
 
 
-def _select_rows(cache: Any, index: torch.Tensor) -> None:
-    """Keep only the ``index`` rows of every cache layer."""
+def _to_slots(cache: Any) -> None:
+    """Move every plain attention layer of a running batch's cache into a ``SlotLayer``."""
+    cache.layers = [SlotLayer.of(layer) if type(layer) is DynamicLayer and layer.keys is not None
+                    and layer.keys.numel() else layer for layer in cache.layers]
+
+
+def _select_rows(cache: Any, order: list[int], index: torch.Tensor) -> None:
+    """Row ``j`` of every cache layer becomes old row ``order[j]`` (``index``: the same as a tensor)."""
     for layer in cache.layers:
-        if isinstance(layer, LinearAttentionCacheLayerMixin):
+        if type(layer) is SlotLayer:
+            layer.keep_rows(order)
+        elif isinstance(layer, LinearAttentionCacheLayerMixin):
             layer.reorder_cache(index)  # an index_select of the conv / recurrent states
         else:
             layer.batch_select_indices(index)
@@ -123,7 +132,9 @@ def _select_rows(cache: Any, index: torch.Tensor) -> None:
 def _trim_left(cache: Any, columns: int) -> None:
     """Drop the first ``columns`` positions (padding of every row) from the attention layers."""
     for layer in cache.layers:
-        if type(layer) is DynamicLayer and layer.keys is not None and layer.keys.numel():
+        if type(layer) is SlotLayer:
+            layer.trim_left(columns)
+        elif type(layer) is DynamicLayer and layer.keys is not None and layer.keys.numel():
             layer.keys = layer.keys[:, :, columns:, :]
             layer.values = layer.values[:, :, columns:, :]
 
@@ -139,6 +150,9 @@ def _merge_into(cache: Any, new: Any, old_len: int, new_len: int) -> None:
                 if layer.is_recurrent_states_initialized[i]:
                     layer.recurrent_states[i] = torch.cat([layer.recurrent_states[i], add.recurrent_states[i]], dim=0)
             continue
+        if type(layer) is SlotLayer:
+            layer.append(add.keys, add.values)  # right-aligned; the window grows left for longer rows
+            continue
         if layer.keys is None or not layer.keys.numel():
             continue
         keys, values = layer.keys, layer.values
@@ -149,6 +163,28 @@ def _merge_into(cache: Any, new: Any, old_len: int, new_len: int) -> None:
             new_keys, new_values = (F.pad(t, (0, 0, width - new_len, 0)) for t in (new_keys, new_values))
         layer.keys = torch.cat([keys, new_keys], dim=0)
         layer.values = torch.cat([values, new_values], dim=0)
+
+
+PAD_TOLERANCE = 0.125  # a prefill pass takes rows at most this share (plus 8 tokens) shorter than its longest
+
+
+def length_groups(rows: list[Any], lengths: list[int], *, exact: bool = False) -> list[list[Any]]:
+    """``rows`` split into prefill passes of similar length, longest first. A left-padded pass
+    computes every padding token like a real one, and on a CPU a pass of many rows costs about the
+    sum of its rows' tokens, so padding is waste: a row joins a pass only when it is at most
+    ``PAD_TOLERANCE`` of the pass's longest row (plus 8 tokens) shorter. ``exact``: only equal
+    lengths share a pass (LFM2's convolutions must see a suffix right after its prefix)."""
+    order = sorted(range(len(rows)), key=lambda i: -lengths[i])
+    groups: list[list[Any]] = []
+    longest = -1
+    for i in order:
+        n = lengths[i]
+        if groups and (n == longest if exact else longest - n <= PAD_TOLERANCE * longest + 8):
+            groups[-1].append(rows[i])
+        else:
+            groups.append([rows[i]])
+            longest = n
+    return groups
 
 
 class DecodeStream:
@@ -261,9 +297,10 @@ class DecodeStream:
         self.stats.prefill_padded_tokens += padded_tokens
 
     def _admit_prefilled(self, rows: list[NewRow]) -> None:
-        cache, attention, next_pos, logits = self._prefill([r.prompt for r in rows])
-        self.stats.prefill_rows += len(rows)
-        self._join(rows, cache, attention, next_pos, logits)
+        for group in length_groups(rows, [len(r.prompt) for r in rows]):
+            cache, attention, next_pos, logits = self._prefill([r.prompt for r in group])
+            self.stats.prefill_rows += len(group)
+            self._join(group, cache, attention, next_pos, logits)
 
     def _admit_on_prefixes(self, rows: list[NewRow]) -> None:
         pc = self.prefix_cache
@@ -292,10 +329,7 @@ class DecodeStream:
         # convolution states must see each suffix right after its prefix: no padding in between,
         # so suffixes of unequal length go in separate passes (attention-only models: one pass)
         conv = any(isinstance(layer, LinearAttentionCacheLayerMixin) for layer in next(iter(entries.values())).layers)
-        groups: dict[int, list[NewRow]] = {}
-        for r in rows:
-            groups.setdefault(len(r.prompt) - r.prefix_len if conv else 0, []).append(r)
-        for group in groups.values():
+        for group in length_groups(rows, [len(r.prompt) - r.prefix_len for r in rows], exact=conv):
             self._admit_suffixes(group, [entries[tuple(r.prompt[:r.prefix_len])] for r in group])
 
     def _admit_suffixes(self, rows: list[NewRow], entries: list[Any]) -> None:
@@ -336,6 +370,8 @@ class DecodeStream:
             self.cache, self.attention, self.positions, self.presence, self.logits = (
                 cache, attention, next_pos, presence, logits)
             self.mergeable = _mergeable(cache)
+            if self.mergeable:
+                _to_slots(cache)
         else:
             old_len = self.attention.shape[1]
             _merge_into(self.cache, cache, old_len, width)
@@ -366,6 +402,7 @@ class DecodeStream:
             g.manual_seed(seed)
         return g
 
+    @torch.inference_mode()
     def drop(self, keys: set[Hashable]) -> None:
         """Remove rows whose callers went away (no result)."""
         keep = [i for i, k in enumerate(self.keys) if k not in keys]
@@ -374,27 +411,31 @@ class DecodeStream:
                 self.grammars.discard(k)
             self._keep(keep)
 
-    def _keep(self, keep: list[int]) -> None:
+    def _keep(self, keep: list[int]) -> list[int]:
+        """Keep the rows ``keep`` (ascending); returns the new batch order (old row of each new row)."""
         if not keep:
             self.keys, self.tokens, self.budgets, self.generators, self.stops, self.listeners = [], [], [], [], [], []
             self.cache = self.attention = self.positions = self.presence = self.logits = None
-            return
-        index = torch.tensor(keep, device=self.device)
-        _select_rows(self.cache, index)
+            return []
+        # rows that leave are filled by rows from the end of the batch (few cache rows move)
+        order = compaction_order(keep)
+        index = torch.tensor(order, device=self.device)
+        _select_rows(self.cache, order, index)
         self.attention, self.positions, self.logits = self.attention[index], self.positions[index], self.logits[index]
         if self.presence is not None:
             self.presence = self.presence[index]
-        self.keys = [self.keys[i] for i in keep]
-        self.tokens = [self.tokens[i] for i in keep]
-        self.budgets = [self.budgets[i] for i in keep]
-        self.generators = [self.generators[i] for i in keep]
-        self.stops = [self.stops[i] for i in keep]
-        self.listeners = [self.listeners[i] for i in keep]
+        self.keys = [self.keys[i] for i in order]
+        self.tokens = [self.tokens[i] for i in order]
+        self.budgets = [self.budgets[i] for i in order]
+        self.generators = [self.generators[i] for i in order]
+        self.stops = [self.stops[i] for i in order]
+        self.listeners = [self.listeners[i] for i in order]
         # columns that are padding for every remaining row are dead weight in every later step
         first = int(self.attention.any(dim=0).nonzero()[0])
         if first > 0:
             self.attention = self.attention[:, first:]
             _trim_left(self.cache, first)
+        return order
 
     # ------------------------------------------------------------------- step
     def _choose(self) -> torch.Tensor:
@@ -448,8 +489,8 @@ class DecodeStream:
         t2 = time.perf_counter()
         self.stats.accept_seconds += t2 - t1
         if len(keep) < self.active:
-            chosen = chosen[keep] if keep else chosen[:0]
-            self._keep(keep)
+            order = self._keep(keep)
+            chosen = chosen[order] if order else chosen[:0]
         t3 = time.perf_counter()
         self.stats.leave_seconds += t3 - t2
         if not self.keys:
