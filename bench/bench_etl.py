@@ -4,6 +4,8 @@
     python bench/bench_etl.py --concurrency 4,16    # a sweep
     python bench/bench_etl.py --limit 3 --temperature 0
     python bench/bench_etl.py --dtypes fp32,int8     # also with int8 linear layers, against the fp32 naive run
+    python bench/bench_etl.py --prompt-layouts instructions-first,passage-first   # both prompt layouts
+    python bench/bench_etl.py --batch-sizes 16,48    # the pipeline with running batches of 16 and 48 rows
 
 *Naive*: one agent call per chunk per stage, each awaited before the next, document after
 document (what a straightforward script over the same agents does). *Pipeline*: the async Pydantic
@@ -111,7 +113,7 @@ async def warm_up(config: EtlConfig) -> None:
 
 
 def _folder(name: str) -> str:
-    return name.replace("pipeline c=", "pipeline-c").replace(" + prefix cache", "-prefix-cache")
+    return name.replace("pipeline c=", "pipeline-c").replace(" b=", "-b").replace(" + prefix cache", "-prefix-cache")
 
 
 def _row(name: str, r: dict, base: dict | None, calls: int, tokens: int) -> str:
@@ -154,6 +156,12 @@ def main() -> None:
     parser.add_argument("--prefix-cache", choices=["both", "on", "off"], default="both",
                         help="the pipeline with the shared-prefix cache, without it, or both (default); the naive "
                              "design always runs without it (the design before the cache)")
+    parser.add_argument("--prompt-layouts", default="instructions-first",
+                        help="comma-separated ETL prompt layouts (instructions-first, passage-first), each a full set of "
+                             "runs; with more than one, every run is also compared with the first one's naive run")
+    parser.add_argument("--batch-sizes", default=None,
+                        help="comma-separated running-batch sizes for the pipeline runs (LIQUID_MAX_BATCH_SIZE; "
+                             "default: the setting's value)")
     parser.add_argument("--dtypes", default="fp32",
                         help="comma-separated model dtypes, each a full set of runs in this process (e.g. fp32,int8: "
                              "'int8' = int8 linear layers on the CPU); with more than one, every run is also "
@@ -165,47 +173,55 @@ def main() -> None:
     if args.out.exists():
         shutil.rmtree(args.out)
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    layouts = [x.strip() for x in args.prompt_layouts.split(",") if x.strip()]
+    variants = [(d, x) for d in dtypes for x in layouts]
     summary: dict = {}
     naive_dirs: dict[str, Path] = {}
     first_naive: dict | None = None
-    for dtype in dtypes:
-        out = args.out if len(dtypes) == 1 else args.out / dtype
-        results, naive_dirs[dtype] = _bench_dtype(args, dtype, out)
+    for dtype, layout in variants:
+        name = dtype if len(layouts) == 1 else f"{dtype} {layout}"
+        out = args.out if len(variants) == 1 else args.out / name.replace(" ", "-")
+        results, naive_dirs[name] = _bench_dtype(args, dtype, out, layout)
         first_naive = first_naive or results["naive"]
-        summary[dtype] = results
-    if len(dtypes) > 1:  # every design against the first dtype's naive run (the same process)
-        base = dtypes[0]
+        summary[name] = results
+    if len(variants) > 1:  # every design against the first variant's naive run (the same process)
+        base = next(iter(summary))
         print(f"\n### every run against the naive {base} run\n")
-        print(f"| dtype | design | seconds | speed-up over naive {base} | records identical to naive {base} "
-              "(metadata / summaries / QA / validation) |")
-        print("|---|---|---:|---:|---|")
-        for dtype in dtypes:
-            for name, r in summary[dtype].items():
+        print(f"| variant | design | seconds | speed-up over naive {base} | records identical to naive {base} "
+              "(metadata / summaries / QA / validation) | QA pairs valid |")
+        print("|---|---|---:|---:|---|---:|")
+        for variant, results in summary.items():
+            for name, r in results.items():
                 if not isinstance(r, dict) or "seconds" not in r:
                     continue
-                folder = naive_dirs[dtype] if name == "naive" else naive_dirs[dtype].parent / _folder(name)
+                folder = naive_dirs[variant] if name == "naive" else naive_dirs[variant].parent / _folder(name)
                 same = agreement(naive_dirs[base], folder)
                 shares = " / ".join(f"{same[f]:.0%}" for f in ("metadata.jsonl", "summaries.jsonl", "qa_pairs.jsonl",
                                                                 "validation.jsonl"))
                 r.setdefault("agreement_with_first_naive", same)
-                print(f"| {dtype} | {name} | {r['seconds']:.1f} | {first_naive['seconds'] / r['seconds']:.2f}x | {shares} |")
-    (args.out / "bench.json").write_text(json.dumps(summary if len(dtypes) > 1 else summary[dtypes[0]], indent=2,
-                                                   default=str))
+                counts = r.get("counts", {})
+                print(f"| {variant} | {name} | {r['seconds']:.1f} | {first_naive['seconds'] / r['seconds']:.2f}x | {shares} "
+                      f"| {counts.get('qa_valid', 0)} of {counts.get('qa_pairs', 0)} |")
+    (args.out / "bench.json").write_text(json.dumps(summary if len(variants) > 1 else summary[next(iter(summary))],
+                                                   indent=2, default=str))
 
 
-def _bench_dtype(args, dtype: str, out: Path) -> tuple[dict, Path]:
-    """Warm-up, the naive design and the pipeline runs, all with the model in ``dtype``."""
+def _bench_dtype(args, dtype: str, out: Path, layout: str) -> tuple[dict, Path]:
+    """Warm-up, the naive design and the pipeline runs, all with the model in ``dtype`` and the
+    ETL's prompts in ``layout``."""
     import os
 
     from liquid_shared.config import get_settings
     from liquid_shared.models import get_profile, get_registry
 
-    os.environ["LIQUID_DTYPE"] = dtype
-    get_settings.cache_clear()
+    if os.environ.get("LIQUID_DTYPE") != dtype:
+        os.environ["LIQUID_DTYPE"] = dtype
+        get_settings.cache_clear()
+        registry = get_registry()
+        for loaded in registry.loaded_specs():  # specs name no dtype: the setting decides, so reload
+            registry.unload(loaded)
     registry = get_registry()
-    for loaded in registry.loaded_specs():  # specs name no dtype: the setting decides, so reload
-        registry.unload(loaded)
-    common = {"input_dir": args.input, "limit": args.limit}
+    common = {"input_dir": args.input, "limit": args.limit, "prompt_layout": layout}
     if args.temperature is not None:  # otherwise the ETL's default (greedy)
         common["temperature"] = args.temperature
     warm_cfg = EtlConfig(output_dir=out / "warmup", **common)
@@ -236,18 +252,24 @@ def _bench_dtype(args, dtype: str, out: Path) -> tuple[dict, Path]:
     naive = occupancy(naive_run(naive_cfg), cached=False)
     results = {"naive": naive}
     modes = {"both": (False, True), "on": (True,), "off": (False,)}[args.prefix_cache]
-    for c in [int(x) for x in args.concurrency.split(",")]:
-        for cached in modes:
-            name = f"pipeline c={c}" + (" + prefix cache" if cached else "")
-            cfg = EtlConfig(output_dir=out / _folder(name), concurrency=c, **common)
-            results[name] = occupancy(pipeline_run(cfg), cached)
+    sizes = [int(x) for x in args.batch_sizes.split(",")] if args.batch_sizes else [None]
+    for size in sizes:
+        if size is not None:  # a batcher is made per event loop, so each run below gets its own
+            os.environ["LIQUID_MAX_BATCH_SIZE"] = str(size)
+            get_settings.cache_clear()
+        for c in [int(x) for x in args.concurrency.split(",")]:
+            for cached in modes:
+                name = f"pipeline c={c}" + (f" b={size}" if size is not None else "") + (" + prefix cache" if cached else "")
+                cfg = EtlConfig(output_dir=out / _folder(name), concurrency=c, **common)
+                results[name] = occupancy(pipeline_run(cfg), cached)
 
     batches = registry.batch_sizes(spec)
     weights = {s.model: registry.get(s).weight_bytes for s in registry.loaded_specs()}
     stage_sum = sum(weights.get(get_profile(naive_cfg.profile).spec_for(st).model, 0)
                     for st in ("metadata", "metadata", "metadata", "metadata", "summary", "qa", "validation"))
 
-    print(f"\n## weights {backend.placement.label}\n\nwarm-up (model load + grammars): {warm_seconds:.1f} s; "
+    print(f"\n## weights {backend.placement.label}, prompt layout {layout}, running batch "
+          f"{spec.batch_limit if not args.batch_sizes else args.batch_sizes}\n\nwarm-up (model load + grammars): {warm_seconds:.1f} s; "
           f"input {args.input} ({naive['documents']} documents)\n")
     print("| design | docs | chunks | seconds | chunks/min | docs/min | LLM calls | output tokens | prefills | "
           "rows per decode step | prefill tokens per chunk | prefix hit rate | speed-up |")

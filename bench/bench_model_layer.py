@@ -11,11 +11,16 @@
    with the same per-row grammar as a logits processor; in fp32 and in bf16; same process, same
    prompts, greedy, outputs compared.
 
+6. batch: the running batch at 1 to 64 rows, decoding while rows leave and join (one every third
+   step): the cost of a decode step and of a join or leave, with our slot cache
+   (``slot_cache.SlotLayer``) against transformers' ``DynamicLayer`` caches (concatenation every
+   step, whole-cache copies on every join and leave), same model, same rows, fp32.
+
 5. forward: the cost of one forward pass by dtype (fp32, bf16, int8 linear layers) and batch shape
    (prefill of 190 tokens; a decode step of 1 token on a 190-token cache; 1 row and 16 rows): what
    caps batching gains on a CPU, and what a single request's step costs.
 
-    python bench/bench_model_layer.py [--part throughput|memory|load|decode|forward|all] [--runs 16]
+    python bench/bench_model_layer.py [--part throughput|memory|load|decode|forward|batch|all] [--runs 16]
                                       [--decode-requests 48]
 
 Prints a markdown table for docs/benchmarks.md.
@@ -281,9 +286,53 @@ def _forward_costs(dtypes: list[str]) -> dict:
     return res
 
 
+def _batch_costs(sizes: list[int], steps: int = 24) -> dict:
+    """A running batch of ``n`` rows (prompts of 200-300 random tokens), ``steps`` decode steps, one
+    row leaving and a new one joining every third step; per configuration the median decode step
+    and the mean cost of a join or leave (prefill excluded: it is the same for both caches)."""
+    import random
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from liquid_shared.models.decoding import DecodeStream, NewRow
+    from liquid_shared.offline import ensure_smollm2
+
+    model = AutoModelForCausalLM.from_pretrained(ensure_smollm2(), dtype=torch.float32).eval()
+    res = {}
+    for n in sizes:
+        for slots in (False, True):
+            rng = random.Random(n)
+
+            def row(key: int) -> NewRow:
+                return NewRow(key, [rng.randrange(100, 49000) for _ in range(rng.randrange(200, 300))], 10_000)
+
+            stream = DecodeStream(model, pad_id=0, eos_ids={-1}, slot_cache=slots)
+            stream.admit([row(i) for i in range(n)])
+            for _ in range(3):
+                stream.step()
+            stats = stream.stats
+            base_merge, base_leave = stats.merge_seconds, stats.leave_seconds
+            times, events, key = [], 0, n
+            for i in range(steps):
+                before = stats.decode_seconds
+                stream.step()
+                times.append(stats.decode_seconds - before)
+                if i % 3 == 2:  # one row leaves, a new one joins
+                    stream.drop({stream.keys[rng.randrange(stream.active)]})
+                    stream.admit([row(key)])
+                    key += 1
+                    events += 2
+            churn = (stats.merge_seconds - base_merge) + (stats.leave_seconds - base_leave)
+            res[(n, slots)] = {"step_ms": statistics.median(times) * 1000, "per_row_ms": statistics.median(times) * 1000 / n,
+                               "join_leave_ms": churn / max(events, 1) * 1000}
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", default="all", choices=["throughput", "memory", "load", "decode", "forward", "all"])
+    ap.add_argument("--part", default="all", choices=["throughput", "memory", "load", "decode", "forward", "batch", "all"])
+    ap.add_argument("--batch-sizes", default="1,16,32,48,64", help="batch: comma-separated running-batch sizes")
     ap.add_argument("--runs", type=int, default=16)
     ap.add_argument("--forward-dtypes", default="fp32,bf16,int8",
                     help="forward: comma-separated dtypes (fp32, bf16, int8 = fp32 with int8 linear layers)")
@@ -329,6 +378,15 @@ def main() -> None:
         print("| dtype | rows x tokens | ms | tokens/s |\n|---|---|---:|---:|")
         for (dt, batch, tokens), r in f.items():
             print(f"| {dt} | {batch} x {tokens} | {r['ms']:.1f} | {r['tokens_per_s']:.0f} |")
+    if args.part in ("batch", "all"):
+        b = _batch_costs([int(x) for x in args.batch_sizes.split(",")])
+        print("\n## The running batch: decode step and join/leave cost by rows, slot cache vs DynamicLayer (fp32)\n")
+        print("| rows | cache | step ms (median) | ms per row | ms per join or leave | step: DynamicLayer / slots |")
+        print("|---:|---|---:|---:|---:|---:|")
+        for (n, slots), r in b.items():
+            ratio = f"{b[(n, False)]['step_ms'] / r['step_ms']:.2f}x" if slots else "-"
+            print(f"| {n} | {'slots' if slots else 'DynamicLayer'} | {r['step_ms']:.1f} | {r['per_row_ms']:.2f} | "
+                  f"{r['join_leave_ms']:.1f} | {ratio} |")
     if args.part in ("load", "all"):
         ld = _load()
         print("\n## Load time of the default model (imports excluded)\n")

@@ -105,6 +105,14 @@ class EtlConfig(BaseModel):
     # 0.5 is chosen a priori, not tuned on any evaluation data: Alberti et al. 2019 require an exact
     # match (F1 = 1), which a 135M reader rarely reaches on multi-word spans; 0.5 accepts a reader span
     # sharing most words with the intended one ("King Charles III" for "Charles III").
+    prompt_layout: Literal["instructions-first", "passage-first"] = Field(
+        "instructions-first",
+        description="'instructions-first': the stage's instructions and output fields in the system turn, the "
+        "passage in the user turn (the shared-prefix cache reuses each stage's instructions across chunks); "
+        "'passage-first': a common system text and the passage first, the stage's instructions and output fields "
+        "after it (the cache reuses each chunk's passage across its stages; fewer prefill tokens, other wording of "
+        "the outputs: docs/benchmarks.md).",
+    )
     roundtrip_threshold: float = Field(
         0.5, ge=0, le=1, description="Extractive mode: least token F1 between the reader's span and the intended answer."
     )

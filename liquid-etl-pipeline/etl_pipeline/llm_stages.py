@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import numpy as np
 from pydantic import BaseModel, ValidationError
 from pydantic_ai import Agent
+from pydantic_ai.messages import ModelRequest, SystemPromptPart
 from pydantic_ai.models import Model
 
 from etl_pipeline.config import EtlConfig
@@ -106,6 +107,11 @@ INSTRUCTIONS = {
     "judge": "Is the answer to the question stated in the passage?",
     "boundaries": "The sentences of a text are numbered. Give the numbers of the sentences where a new topic starts.",
 }
+
+
+PASSAGE_FIRST_SYSTEM = "Read the passage. A task about it follows."
+"""The system text every stage shares in the passage-first layout (the passage follows it in the
+same turn, so the whole turn is one prefix for all of a chunk's stages)."""
 
 
 @dataclass
@@ -230,9 +236,13 @@ class ChunkStages:
             "judge": JudgeOut,
             "boundaries": BoundaryOut,
         }
+        self.passage_first = config.prompt_layout == "passage-first"
+        if self.passage_first:  # the output fields go after the stage's task, not into the shared system turn
+            for settings in self.model_settings.values():
+                settings["liquid_output_hint"] = "user"
         self.agents: dict[str, Agent[None, Any]] = {}
         for stage, output_type in output_types.items():
-            instructions = INSTRUCTIONS[stage]
+            instructions = PASSAGE_FIRST_SYSTEM if self.passage_first and stage != "boundaries" else INSTRUCTIONS[stage]
             self.agents[stage] = Agent(
                 model_provider(STAGE_ROLE[stage]),
                 output_type=output_type,
@@ -241,14 +251,23 @@ class ChunkStages:
                 retries={"output": 0},  # greedy decoding would repeat the same answer: fall back at once
             )
 
-    async def _call(self, stage: str, prompt: str, stats: DocStats, chunk_id: str | None,
+    async def _call(self, stage: str, chunk: Chunk | None, task: str, stats: DocStats, chunk_id: str | None,
                     output_type: type[BaseModel] | None = None) -> Any | None:
-        """One agent run; ``None`` (and a recorded error) when it fails for any non-fatal reason.
-        ``output_type`` replaces the stage's for this request (the copy-constrained types)."""
+        """One agent run about ``chunk``'s passage (``None``: ``task`` alone); ``None`` (and a recorded
+        error) when it fails for any non-fatal reason. ``task`` is what the stage adds to the passage
+        (a question, an answer), empty for most stages. ``output_type`` replaces the stage's for
+        this request (the copy-constrained types)."""
         s = stats.stage(stage)
         s.calls += 1
         start = time.perf_counter()
-        extra = {"output_type": output_type} if output_type is not None else {}
+        extra: dict[str, Any] = {"output_type": output_type} if output_type is not None else {}
+        if chunk is None:
+            prompt = task
+        elif self.passage_first:  # system turn: common text + passage; user turn: the stage's task
+            extra["message_history"] = [ModelRequest(parts=[SystemPromptPart(content=_passage(chunk))])]
+            prompt = f"{task}\n\n{INSTRUCTIONS[stage]}" if task else INSTRUCTIONS[stage]
+        else:
+            prompt = f"{_passage(chunk)}\n\n{task}" if task else _passage(chunk)
         try:
             async with self._semaphores[stage]:
                 result = await self.agents[stage].run(prompt, model_settings=self.model_settings[stage], **extra)
@@ -271,7 +290,7 @@ class ChunkStages:
                              output_type: type[BaseModel] | None = None) -> tuple[T, str]:
         value = None
         if stage in self.config.stages:
-            value = await self._call(stage, _passage(chunk), stats, chunk.chunk_id, output_type)
+            value = await self._call(stage, chunk, "", stats, chunk.chunk_id, output_type)
         if value is None:
             stats.stage(stage).fallback += 1
             return fallback(), "fallback"
@@ -294,7 +313,7 @@ class ChunkStages:
     async def classify(self, chunk: Chunk, stats: DocStats) -> tuple[str, str]:
         out = None
         if "classify" in self.config.stages:
-            out = await self._call("classify", _passage(chunk), stats, chunk.chunk_id)
+            out = await self._call("classify", chunk, "", stats, chunk.chunk_id)
         if out is not None:
             return str(out.category), "llm"
         stats.stage("classify").fallback += 1
@@ -313,7 +332,7 @@ class ChunkStages:
             return []
         if self.config.qa_mode == "extractive":
             return await self.extractive_qa(chunk, stats)
-        out = await self._call("qa", _passage(chunk), stats, chunk.chunk_id)
+        out = await self._call("qa", chunk, "", stats, chunk.chunk_id)
         if out is None:
             return []
         return list(out.pairs)[: self.config.qa_per_chunk]
@@ -324,10 +343,10 @@ class ChunkStages:
         candidates = choose_candidates(chunk.text, self.config.qa_per_chunk)
 
         async def one(candidate) -> ExtractiveItem | None:
-            asked = await self._call("question", f"{_passage(chunk)}\n\nAnswer: {candidate.text}", stats, chunk.chunk_id)
+            asked = await self._call("question", chunk, f"Answer: {candidate.text}", stats, chunk.chunk_id)
             if asked is None:
                 return None
-            read = await self._call("reader", f"{_passage(chunk)}\n\nQuestion: {asked.question}", stats,
+            read = await self._call("reader", chunk, f"Question: {asked.question}", stats,
                                     chunk.chunk_id, span_model(chunk.text))
             return roundtrip_item(asked.question, candidate, read.answer if read is not None else None,
                                   self.config.roundtrip_threshold)
@@ -338,13 +357,12 @@ class ChunkStages:
     async def judge(self, chunk: Chunk, item: QAItem, stats: DocStats) -> JudgeOut | None:
         if "judge" not in self.config.stages or isinstance(item, ExtractiveItem):
             return None  # an extractive pair is checked by its reader, not by the judge
-        prompt = f"{_passage(chunk)}\n\nQuestion: {item.question}\nAnswer: {item.answer}"
-        return await self._call("judge", prompt, stats, chunk.chunk_id)
+        return await self._call("judge", chunk, f"Question: {item.question}\nAnswer: {item.answer}", stats, chunk.chunk_id)
 
     async def boundaries(self, sentences: list[str], stats: DocStats) -> list[int]:
         """1-based sentence numbers where the model proposes a new chunk starts ([] on failure)."""
         numbered = "\n".join(f"{i}. {s}" for i, s in enumerate(sentences, 1))
-        out = await self._call("boundaries", numbered, stats, None)
+        out = await self._call("boundaries", None, numbered, stats, None)
         if out is None:
             return []
         return sorted({n for n in out.starts if 1 < n <= len(sentences)})

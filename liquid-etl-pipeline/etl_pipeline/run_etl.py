@@ -83,6 +83,11 @@ def main(
     )] = "abstractive",
     roundtrip_threshold: Annotated[float, typer.Option(
         help="Extractive mode: least token F1 (0-1) between the reader's span and the intended answer.")] = 0.5,
+    prompt_layout: Annotated[str, typer.Option(
+        help="'instructions-first' (default): each stage's instructions, then the passage; 'passage-first': the "
+        "passage, then the stage's instructions, so the prefix cache prefills a chunk's passage once for all its "
+        "stages (fewer prompt tokens; the outputs' wording differs)."
+    )] = "instructions-first",
     grounding_threshold: Annotated[
         float, typer.Option(help="Least share (0-1) of a QA answer's content words that must occur in its chunk.")
     ] = 0.6,
@@ -122,6 +127,7 @@ def main(
         "grounding_threshold": grounding_threshold,
         "qa_mode": qa_mode,
         "roundtrip_threshold": roundtrip_threshold,
+        "prompt_layout": prompt_layout,
     }
     if stages is not None:
         fields["stages"] = _split(stages)

@@ -278,3 +278,29 @@ def test_the_prefix_cache_changes_no_record(default_run, tmp_path: Path):
         assert _lines(off / name) == cached, name
     qa_ids = {r["qa_id"] for r in _lines(off / "qa_pairs.jsonl")}
     assert _lines(off / "validation.jsonl") == [r for r in _lines(out / "validation.jsonl") if r["qa_id"] in qa_ids]
+
+
+def test_passage_first_reuses_each_passage_across_its_stages_and_changes_no_record(tmp_path: Path):
+    """The passage-first layout: a chunk's passage (with the common system text) is one cached
+    prefix for all of its stages, so each chunk's passage is prefilled at most once; a run with the
+    cache off writes the same records (fp32, greedy)."""
+    from liquid_shared.models import get_profile, get_registry
+
+    spec = get_profile("offline").spec_for("qa")
+    on, off = tmp_path / "on", tmp_path / "off"
+    before = get_registry().get(spec).prefix_cache.report() if spec in get_registry().loaded_specs() else None
+    res = _invoke(["-o", str(on), "--quiet", "--limit", "2", "--prompt-layout", "passage-first"])
+    assert res.exit_code == EXIT_OK, res.output
+    after = get_registry().get(spec).prefix_cache.report()
+    lookups = after["lookups"] - (before["lookups"] if before else 0)
+    hits = after["hits"] - (before["hits"] if before else 0)
+    chunks = len(_lines(on / "chunks.jsonl"))
+    calls = sum(s["calls"] for s in json.loads((on / "report.json").read_text())["stages"].values())
+    assert lookups == calls > 2 * chunks  # every request named its system turn (the passage) as its prefix
+    assert lookups - hits <= chunks  # ... and each chunk's passage was prefilled at most once
+
+    res = _invoke(["-o", str(off), "--quiet", "--limit", "2", "--prompt-layout", "passage-first",
+                   "--prefix-cache-mb", "0"])
+    assert res.exit_code == EXIT_OK, res.output
+    for name in ("chunks.jsonl", "metadata.jsonl", "summaries.jsonl", "qa_pairs.jsonl", "validation.jsonl"):
+        assert _lines(off / name) == _lines(on / name), name

@@ -63,6 +63,7 @@ def test_fingerprint_covers_models_dtype_overrides_embedding_and_code(monkeypatc
     # the old name of role_models is still read, with the same meaning
     assert EtlConfig(stage_models={"qa": "LiquidAI/LFM2-350M"}).fingerprint() in prints
     prints.add(EtlConfig(profile="lfm2").fingerprint())
+    prints.add(EtlConfig(prompt_layout="passage-first").fingerprint())  # other prompts, other records
     monkeypatch.setenv("LIQUID_DTYPE", "bf16")
     get_settings.cache_clear()
     prints.add(EtlConfig().fingerprint())
@@ -73,9 +74,14 @@ def test_fingerprint_covers_models_dtype_overrides_embedding_and_code(monkeypatc
     monkeypatch.delenv("LIQUID_DTYPE")
     get_settings.cache_clear()
     assert EtlConfig().fingerprint() == base.fingerprint()
-    assert len(prints) == 5
-    # speed-only knobs do not count
+    assert len(prints) == 6
+    # speed-only knobs do not count (nor does the running batch's size, LIQUID_MAX_BATCH_SIZE)
     assert EtlConfig(concurrency=3, chunk_window=5, docs_in_flight=2).fingerprint() == base.fingerprint()
+    monkeypatch.setenv("LIQUID_MAX_BATCH_SIZE", "7")
+    get_settings.cache_clear()
+    assert EtlConfig().fingerprint() == base.fingerprint()
+    monkeypatch.delenv("LIQUID_MAX_BATCH_SIZE")
+    get_settings.cache_clear()
 
 
 def test_code_change_changes_the_fingerprint(monkeypatch: pytest.MonkeyPatch):

@@ -100,7 +100,7 @@ def test_compaction_moves_only_rows_from_the_end():
 
 def test_a_step_writes_in_place_and_a_leave_copies_no_whole_cache():
     keys = torch.randn(6, HEADS, 10, DIM)
-    layer = SlotLayer(keys, keys.clone())
+    layer = SlotLayer(keys, keys.clone(), spare_rows=2)
     buffer = layer._kbuf.data_ptr()
     for _ in range(5):
         k = torch.randn(6, HEADS, 1, DIM)

@@ -77,3 +77,26 @@ async def test_plain_text_output():
     result = await agent.run("Write one short sentence about the sea.")
     assert isinstance(result.output, str) and result.output.strip()
     assert result.usage.output_tokens > 0
+
+
+def test_the_output_hint_goes_to_the_last_user_turn_when_asked():
+    """``liquid_output_hint="user"`` keeps the system turn free of the output's fields, so requests
+    for different outputs share it as a cached prefix (the ETL's passage-first layout); by
+    default the fields are described in the system turn."""
+    from pydantic_ai._output import OutputObjectDefinition
+    from pydantic_ai.messages import ModelRequest, SystemPromptPart, UserPromptPart
+    from pydantic_ai.models import ModelRequestParameters
+
+    from liquid_shared.models import LiquidModel, ModelSpec
+
+    model = LiquidModel(ModelSpec(model="unused-name"))
+    params = ModelRequestParameters(output_mode="native", allow_text_output=False, output_object=OutputObjectDefinition(
+        json_schema=Entity.model_json_schema(), name="Entity"))
+    history = [ModelRequest(parts=[SystemPromptPart(content="A passage."), UserPromptPart(content="Name it.")])]
+    default, _ = model._gen_request(history, {}, params)
+    assert default.messages[0]["content"].startswith("A passage.") and "- kind (string)" in default.messages[0]["content"]
+    assert default.messages[1]["content"] == "Name it."
+    moved, _ = model._gen_request(history, {"liquid_output_hint": "user"}, params)
+    assert moved.messages[0] == {"role": "system", "content": "A passage."}
+    assert moved.messages[1]["content"].startswith("Name it.\n\n") and "- kind (string)" in moved.messages[1]["content"]
+    assert moved.json_schema == default.json_schema  # the same grammar either way

@@ -207,8 +207,10 @@ class DecodeStream:
         top_p: float = 1.0,
         stats: DecodeStats | None = None,
         prefix_cache: PrefixCache | None = None,
+        slot_cache: bool = True,
     ):
         self.model = model
+        self.slot_cache = slot_cache  # False: transformers' DynamicLayer caches (the benchmark's baseline)
         self.device = next(model.parameters()).device
         self.pad_id = pad_id
         self.eos_ids = set(eos_ids)
@@ -370,7 +372,7 @@ class DecodeStream:
             self.cache, self.attention, self.positions, self.presence, self.logits = (
                 cache, attention, next_pos, presence, logits)
             self.mergeable = _mergeable(cache)
-            if self.mergeable:
+            if self.mergeable and self.slot_cache:
                 _to_slots(cache)
         else:
             old_len = self.attention.shape[1]

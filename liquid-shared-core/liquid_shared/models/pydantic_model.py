@@ -20,7 +20,7 @@ import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic_ai.exceptions import UnsupportedSettingWarning
 from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, TextPart, ToolCallPart
@@ -51,6 +51,17 @@ REMOTE_PROFILE = ModelProfile(
     supports_json_object_output=True,
     default_structured_output_mode="native",
 )
+
+
+class LiquidModelSettings(ModelSettings, total=False):
+    """``ModelSettings`` plus the settings of our own models (``liquid_`` prefix, pydantic-ai's
+    convention for a model's own settings, as ``openai_`` for OpenAI's)."""
+
+    liquid_output_hint: Literal["system", "user"]
+    """Where the prose description of the output's fields goes: appended to the system turn
+    (default) or to the last user turn. ``"user"`` keeps the system turn equal across requests
+    that want different outputs, so the shared-prefix cache can reuse it (the ETL's passage-first
+    layout: the passage in the system turn, each stage's task and output fields after it)."""
 
 
 # Settings pydantic-ai passes that the local backend cannot honour. The guarantee-type ones among
@@ -244,9 +255,12 @@ class LiquidModel(Model):
         chat = to_chat(messages, get_instructions(messages, params),
                        tool_format=LFM2 if plan.mode == "lfm2-tools" else None)
         schema = plan.schema
-        if plan.hint:
-            _add_to_system(chat, plan.hint)
         settings = dict(model_settings or {})
+        if plan.hint:
+            if settings.get("liquid_output_hint") == "user" and chat and chat[-1]["role"] == "user":
+                chat[-1] = {"role": "user", "content": chat[-1]["content"] + "\n\n" + plan.hint}
+            else:
+                _add_to_system(chat, plan.hint)
         _warn_ignored_knobs(self.model_name, settings)
         spec = self.spec
         max_new = max(int(settings.get("max_tokens") or spec.max_new_tokens), plan.min_tokens)

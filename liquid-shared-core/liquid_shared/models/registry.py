@@ -215,7 +215,7 @@ class ModelRegistry:
             entry = self._entries[spec]
             batcher = entry.batchers.get(loop)
             if batcher is None:
-                batcher = entry.batchers[loop] = MicroBatcher(entry.backend, spec.max_batch_size)
+                batcher = entry.batchers[loop] = MicroBatcher(entry.backend, spec.batch_limit)
             return batcher
 
     async def generate(self, spec: ModelSpec, req: GenRequest) -> GenResult:

@@ -128,7 +128,7 @@ class RemoteEngine:
             )
             chat = _chat_model_class()(self.spec.model, provider=provider)
             chat.liquid_spec = self.spec
-            state = self._per_loop[loop] = (chat, asyncio.Semaphore(self.spec.max_batch_size))
+            state = self._per_loop[loop] = (chat, asyncio.Semaphore(self.spec.batch_limit))
         return state
 
     def _settings(self, settings: ModelSettings | None, params: ModelRequestParameters,

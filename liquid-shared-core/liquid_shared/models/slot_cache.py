@@ -52,7 +52,7 @@ class SlotLayer(DynamicLayer):
         self.rows, self.start, self.end = 0, 0, 0
         self._kbuf = self._vbuf = keys.new_zeros((0, heads, 0, dim))
         spare_columns = MIN_COLUMNS if spare_columns is None else spare_columns
-        self._relayout(_round_up(max(rows + spare_rows, 1), ROW_ALIGN), max(width, 1) + spare_columns, width)
+        self._relayout(max(rows + spare_rows, 1), max(width, 1) + spare_columns, width)
         self._kbuf[:rows, :, self.end - width:self.end] = keys
         self._vbuf[:rows, :, self.end - width:self.end] = values
         self.rows, self.start = rows, self.end - width

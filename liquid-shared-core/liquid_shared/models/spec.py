@@ -50,9 +50,10 @@ class ModelSpec(BaseModel):
     min_p: float = Field(LFM2_SAMPLING["min_p"], ge=0, le=1)
     repetition_penalty: float = Field(LFM2_SAMPLING["repetition_penalty"], gt=0)
     max_new_tokens: int = Field(384, ge=1)
-    max_batch_size: int = Field(
-        16, ge=1, description="Most requests decoding at once in one running batch; for a remote engine, the most "
-        "requests in flight to it from this process (match the server's --parallel slots).",
+    max_batch_size: int | None = Field(
+        None, ge=1, description="Most requests decoding at once in one running batch; for a remote engine, the most "
+        "requests in flight to it from this process (match the server's --parallel slots). None = "
+        "LIQUID_MAX_BATCH_SIZE (default 48) in process, LIQUID_OPENAI_MAX_CONCURRENCY (16) for a remote engine.",
     )
     context_overflow: Literal["truncate", "error"] = Field(
         "truncate",
@@ -103,6 +104,16 @@ class ModelSpec(BaseModel):
     @property
     def is_remote(self) -> bool:
         return self.backend != "transformers"
+
+    @property
+    def batch_limit(self) -> int:
+        """``max_batch_size``, or the setting that stands for it (in process, or a remote engine's)."""
+        if self.max_batch_size is not None:
+            return self.max_batch_size
+        from liquid_shared.config import get_settings
+
+        settings = get_settings()
+        return settings.openai_max_concurrency if self.is_remote else settings.max_batch_size
 
     @property
     def label(self) -> str:
