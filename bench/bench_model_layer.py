@@ -286,10 +286,11 @@ def _forward_costs(dtypes: list[str]) -> dict:
     return res
 
 
-def _batch_costs(sizes: list[int], steps: int = 24) -> dict:
+def _batch_costs(sizes: list[int], steps: int = 24, rounds: int = 3) -> dict:
     """A running batch of ``n`` rows (prompts of 200-300 random tokens), ``steps`` decode steps, one
     row leaving and a new one joining every third step; per configuration the median decode step
-    and the mean cost of a join or leave (prefill excluded: it is the same for both caches)."""
+    and the mean cost of a join or leave (prefill excluded: it is the same for both caches).
+    ``rounds`` interleaved rounds of both caches; medians over all of them."""
     import random
 
     import torch
@@ -299,34 +300,35 @@ def _batch_costs(sizes: list[int], steps: int = 24) -> dict:
     from liquid_shared.offline import ensure_smollm2
 
     model = AutoModelForCausalLM.from_pretrained(ensure_smollm2(), dtype=torch.float32).eval()
-    res = {}
-    for n in sizes:
-        for slots in (False, True):
-            rng = random.Random(n)
+    samples: dict = {}
+    for n, _, slots in ((n, r, slots) for n in sizes for r in range(rounds) for slots in (False, True)):
+        rng = random.Random(n)
 
-            def row(key: int) -> NewRow:
-                return NewRow(key, [rng.randrange(100, 49000) for _ in range(rng.randrange(200, 300))], 10_000)
+        def row(key: int) -> NewRow:
+            return NewRow(key, [rng.randrange(100, 49000) for _ in range(rng.randrange(200, 300))], 10_000)
 
-            stream = DecodeStream(model, pad_id=0, eos_ids={-1}, slot_cache=slots)
-            stream.admit([row(i) for i in range(n)])
-            for _ in range(3):
-                stream.step()
-            stats = stream.stats
-            base_merge, base_leave = stats.merge_seconds, stats.leave_seconds
-            times, events, key = [], 0, n
-            for i in range(steps):
-                before = stats.decode_seconds
-                stream.step()
-                times.append(stats.decode_seconds - before)
-                if i % 3 == 2:  # one row leaves, a new one joins
-                    stream.drop({stream.keys[rng.randrange(stream.active)]})
-                    stream.admit([row(key)])
-                    key += 1
-                    events += 2
-            churn = (stats.merge_seconds - base_merge) + (stats.leave_seconds - base_leave)
-            res[(n, slots)] = {"step_ms": statistics.median(times) * 1000, "per_row_ms": statistics.median(times) * 1000 / n,
-                               "join_leave_ms": churn / max(events, 1) * 1000}
-    return res
+        stream = DecodeStream(model, pad_id=0, eos_ids={-1}, slot_cache=slots, max_rows=n)
+        stream.admit([row(i) for i in range(n)])
+        for _ in range(3):
+            stream.step()
+        stats = stream.stats
+        base_merge, base_leave = stats.merge_seconds, stats.leave_seconds
+        times, events, key = [], 0, n
+        for i in range(steps):
+            before = stats.decode_seconds
+            stream.step()
+            times.append(stats.decode_seconds - before)
+            if i % 3 == 2:  # one row leaves, a new one joins
+                stream.drop({stream.keys[rng.randrange(stream.active)]})
+                stream.admit([row(key)])
+                key += 1
+                events += 2
+        churn = (stats.merge_seconds - base_merge) + (stats.leave_seconds - base_leave)
+        runs = samples.setdefault((n, slots), {"steps": [], "churn": []})
+        runs["steps"] += times
+        runs["churn"].append(churn / max(events, 1))
+    return {key: {"step_ms": statistics.median(r["steps"]) * 1000, "per_row_ms": statistics.median(r["steps"]) * 1000 / key[0],
+                  "join_leave_ms": statistics.median(r["churn"]) * 1000} for key, r in samples.items()}
 
 
 def main() -> None:

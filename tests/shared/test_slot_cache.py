@@ -46,6 +46,10 @@ def _padded(rows: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([torch.nn.functional.pad(r, (0, 0, width - r.shape[1], 0)) for r in rows])
 
 
+def _nan_buffer(shape, like):
+    return like.new_full(shape, float("nan"))
+
+
 operation = st.one_of(
     st.tuples(st.just("step"), st.integers(1, 3)),
     st.tuples(st.just("join"), st.lists(st.integers(1, 12), min_size=1, max_size=4)),
@@ -58,6 +62,8 @@ operation = st.one_of(
 def test_the_window_equals_a_plain_left_padded_cache(monkeypatch, first, ops):
     monkeypatch.setattr(slot_cache, "MIN_COLUMNS", 2)  # tiny spare room: buffers grow all the time
     monkeypatch.setattr(slot_cache, "ROW_ALIGN", 1)
+    monkeypatch.setattr(slot_cache, "LEFT_SLACK", 1)
+    monkeypatch.setattr(slot_cache, "_empty", _nan_buffer)  # uncleared memory: only written columns may be seen
     counter = [0]
     ref = Reference()
     ref.rows = _rows(counter, first)
@@ -145,6 +151,8 @@ def test_many_joins_and_leaves_with_growing_buffers_equal_generate_alone(causal_
     row's greedy tokens equal ``generate`` on its prompt alone (fp32)."""
     monkeypatch.setattr(slot_cache, "MIN_COLUMNS", 1)
     monkeypatch.setattr(slot_cache, "ROW_ALIGN", 1)
+    monkeypatch.setattr(slot_cache, "LEFT_SLACK", 0)
+    monkeypatch.setattr(slot_cache, "_empty", _nan_buffer)  # a NaN the attention could see would spoil a row
     name, model, tok = causal_lm
     prompts = [_ids(tok, f"Tell me {'a lot ' * (i % 4)}about {t}.") for i, t in enumerate(TOPICS)]
     budgets = [3 + (7 * i) % 13 for i in range(len(prompts))]

@@ -207,8 +207,9 @@ class LocalLiquidModel:
         if self.closed:
             raise ModelUnloaded(f"model {self.spec.model!r} was unloaded; retry to load it again")
 
-    def open_stream(self, req: GenRequest) -> DecodeStream:
-        """A running batch for requests with ``req.sampling_key()`` (see ``decoding``)."""
+    def open_stream(self, req: GenRequest, max_rows: int = 1) -> DecodeStream:
+        """A running batch for requests with ``req.sampling_key()`` (see ``decoding``), its cache
+        sized for ``max_rows`` rows."""
         self._check_open()
         eos = self.tokenizer.eos_token_id
         return DecodeStream(
@@ -222,6 +223,7 @@ class LocalLiquidModel:
             top_p=req.top_p,
             stats=self.stats,
             prefix_cache=self.prefix_cache,
+            max_rows=max_rows,
         )
 
     def shared_prefix_len(self, messages: list[dict[str, str]], prompt: list[int],
@@ -294,7 +296,7 @@ class LocalLiquidModel:
         """Decode requests that share ``sampling_key()`` as one batch (no newcomers join);
         ``prompts`` are fitted token ids. Finished rows leave the batch early."""
         assert reqs and len(reqs) == len(prompts)
-        stream = self.open_stream(reqs[0])
+        stream = self.open_stream(reqs[0], max_rows=len(reqs))
         rows = [self._row(i, r, p) for i, (r, p) in enumerate(zip(reqs, prompts, strict=True))]
         with self._lock:
             self._check_open()

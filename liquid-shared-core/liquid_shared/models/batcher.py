@@ -126,7 +126,7 @@ class MicroBatcher:
                 if not self._queue:
                     return
                 try:
-                    stream = self.backend.open_stream(self._queue[0].req)
+                    stream = self.backend.open_stream(self._queue[0].req, max_rows=self.max_batch_size)
                 except ModelUnloaded as exc:
                     self._fail(self._queue, exc)
                     self._queue.clear()

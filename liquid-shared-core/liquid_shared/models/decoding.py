@@ -112,10 +112,12 @@ def _mergeable(cache: Any) -> bool:
     return layers is not None and all(type(layer) in MERGEABLE_LAYERS for layer in layers)
 
 
-def _to_slots(cache: Any) -> None:
-    """Move every plain attention layer of a running batch's cache into a ``SlotLayer``."""
-    cache.layers = [SlotLayer.of(layer) if type(layer) is DynamicLayer and layer.keys is not None
-                    and layer.keys.numel() else layer for layer in cache.layers]
+def _to_slots(cache: Any, rows: int) -> None:
+    """Move every plain attention layer of a running batch's cache into a ``SlotLayer`` with room
+    for ``rows`` rows."""
+    cache.layers = [SlotLayer.of(layer, spare_rows=max(0, rows - layer.keys.shape[0]))
+                    if type(layer) is DynamicLayer and layer.keys is not None and layer.keys.numel() else layer
+                    for layer in cache.layers]
 
 
 def _select_rows(cache: Any, order: list[int], index: torch.Tensor) -> None:
@@ -208,9 +210,11 @@ class DecodeStream:
         stats: DecodeStats | None = None,
         prefix_cache: PrefixCache | None = None,
         slot_cache: bool = True,
+        max_rows: int = 1,
     ):
         self.model = model
         self.slot_cache = slot_cache  # False: transformers' DynamicLayer caches (the benchmark's baseline)
+        self.max_rows = max_rows  # rows the cache's buffers are sized for at first (more rows grow them)
         self.device = next(model.parameters()).device
         self.pad_id = pad_id
         self.eos_ids = set(eos_ids)
@@ -373,7 +377,7 @@ class DecodeStream:
                 cache, attention, next_pos, presence, logits)
             self.mergeable = _mergeable(cache)
             if self.mergeable and self.slot_cache:
-                _to_slots(cache)
+                _to_slots(cache, self.max_rows)
         else:
             old_len = self.attention.shape[1]
             _merge_into(self.cache, cache, old_len, width)

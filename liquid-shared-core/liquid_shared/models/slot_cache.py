@@ -34,10 +34,17 @@ from transformers.cache_utils import DynamicLayer
 
 MIN_COLUMNS = 256  # spare columns of a new buffer: a few hundred decode steps before the next copy
 ROW_ALIGN = 8
+LEFT_SLACK = 32  # columns left free before the window when it is moved: a longer newcomer fits without a move
 
 
 def _round_up(n: int, to: int) -> int:
     return -(-n // to) * to
+
+
+def _empty(shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """A new buffer, not cleared: untouched pages cost nothing, and only the window is ever read
+    (every column of it is written before it is seen: ``append`` clears the padding it exposes)."""
+    return like.new_empty(shape)
 
 
 class SlotLayer(DynamicLayer):
@@ -82,13 +89,13 @@ class SlotLayer(DynamicLayer):
 
     @torch.inference_mode()
     def _relayout(self, row_capacity: int, column_capacity: int, end: int) -> None:
-        """Copy the live window into new zeroed buffers, the window ending at column ``end``."""
+        """Copy the live window into new buffers, the window ending at column ``end``."""
         width = self.width
         if not width <= end <= column_capacity or row_capacity < self.rows:
             raise ValueError(f"slot layout: window of {width} columns cannot end at {end} of {column_capacity}")
         heads, dim = self._kbuf.shape[1], self._kbuf.shape[3]
-        kbuf = self._kbuf.new_zeros((row_capacity, heads, column_capacity, dim))
-        vbuf = torch.zeros_like(kbuf)
+        kbuf = _empty((row_capacity, heads, column_capacity, dim), self._kbuf)
+        vbuf = _empty((row_capacity, heads, column_capacity, dim), self._vbuf)
         if self.rows and width:
             kbuf[:self.rows, :, end - width:end] = self._kbuf[:self.rows, :, self.start:self.end]
             vbuf[:self.rows, :, end - width:end] = self._vbuf[:self.rows, :, self.start:self.end]
@@ -96,13 +103,39 @@ class SlotLayer(DynamicLayer):
         self.start, self.end = end - width, end
 
     def _make_room(self, rows: int, left: int, right: int) -> None:
-        """Ensure ``rows`` row slots, ``left`` columns before ``end`` and ``right`` after it."""
+        """Ensure ``rows`` row slots, ``left`` columns before ``end`` and ``right`` after it. The
+        window moves inside the buffer it has when that is large enough (a copy of the window, no
+        new memory: fresh pages cost a page fault each), else into a new, larger buffer."""
         if rows <= self.row_capacity and left <= self.end and self.end + right <= self.column_capacity:
             return
+        end = max(left, self.width) + LEFT_SLACK  # some room for longer newcomers
+        columns = end + max(right, self.width // 2, MIN_COLUMNS)  # room for many steps before the next move
+        if rows <= self.row_capacity and columns <= self.column_capacity:
+            self._shift(end)
+            return
         row_capacity = self.row_capacity if rows <= self.row_capacity else _round_up(max(rows, self.row_capacity * 3 // 2), ROW_ALIGN)
-        before = max(left, self.width)
-        after = max(right, before // 2, MIN_COLUMNS)  # room for many steps before the next copy
-        self._relayout(row_capacity, before + after, before)
+        self._relayout(row_capacity, max(columns, self.column_capacity), end)
+
+    @torch.inference_mode()
+    def _shift(self, end: int) -> None:
+        """Move the live window to end at column ``end`` of the same buffers."""
+        width, start = self.width, end - self.width
+        d = start - self.start
+        if d == 0:
+            return
+        src, n = self.start, self.rows
+        for buf in (self._kbuf, self._vbuf):
+            if abs(d) >= width:  # no overlap
+                buf[:n, :, start:end] = buf[:n, :, src:src + width]
+            elif abs(d) * 8 < width:  # a short move: through a copy of the window
+                buf[:n, :, start:end] = buf[:n, :, src:src + width].clone()
+            else:  # pieces of |d| columns, in the order that never overwrites what is still to be read
+                pieces = range(0, width, abs(d)) if d < 0 else reversed(range(0, width, abs(d)))
+                for c in pieces:
+                    m = min(abs(d), width - c)
+                    buf[:n, :, start + c:start + c + m] = buf[:n, :, src + c:src + c + m]
+        self.start, self.end = start, end
+        self._view()
 
     # --------------------------------------------------------- transformers API
     @torch.inference_mode()
@@ -158,14 +191,18 @@ class SlotLayer(DynamicLayer):
 
     @torch.inference_mode()
     def append(self, keys: torch.Tensor, values: torch.Tensor) -> None:
-        """Add rows, right-aligned at the end column; the window grows left when they are longer."""
+        """Add rows, right-aligned at the end column; the window grows left when they are longer.
+        Padding that becomes visible (the newcomers' left of a wider window, or the running rows'
+        columns the window grew by) is cleared, so every value the attention sees is finite."""
         n, width = keys.shape[0], keys.shape[2]
         self._make_room(self.rows + n, width, 0)
-        rows = slice(self.rows, self.rows + n)
-        self._kbuf[rows, :, self.end - width:self.end] = keys
-        self._vbuf[rows, :, self.end - width:self.end] = values
-        self.rows += n
-        self.start = min(self.start, self.end - width)
+        old_rows, old_start, end = self.rows, self.start, self.end
+        start = min(old_start, end - width)
+        for buf, new in ((self._kbuf, keys), (self._vbuf, values)):
+            buf[old_rows:old_rows + n, :, end - width:end] = new
+            buf[old_rows:old_rows + n, :, start:end - width] = 0
+            buf[:old_rows, :, start:old_start] = 0
+        self.rows, self.start = old_rows + n, start
         self._view()
 
 
