@@ -304,7 +304,7 @@ def _batch_costs(sizes: list[int], steps: int = 24, rounds: int = 3) -> dict:
     for n, _, slots in ((n, r, slots) for n in sizes for r in range(rounds) for slots in (False, True)):
         rng = random.Random(n)
 
-        def row(key: int) -> NewRow:
+        def row(key: int, rng: random.Random = rng) -> NewRow:
             return NewRow(key, [rng.randrange(100, 49000) for _ in range(rng.randrange(200, 300))], 10_000)
 
         stream = DecodeStream(model, pad_id=0, eos_ids={-1}, slot_cache=slots, max_rows=n)

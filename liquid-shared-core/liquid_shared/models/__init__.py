@@ -17,7 +17,12 @@ from liquid_shared.models.copy_constraint import (
 )
 from liquid_shared.models.errors import ModelLoadError, OverBudgetError, PromptTooLong
 from liquid_shared.models.profiles import ROLES, Profile, get_profile
-from liquid_shared.models.pydantic_model import LiquidModel, LiquidModelSettings, default_model, model_for_role
+from liquid_shared.models.pydantic_model import (
+    LiquidModel,
+    LiquidModelSettings,
+    default_model,
+    model_for_role,
+)
 from liquid_shared.models.registry import ModelRegistry, get_registry
 from liquid_shared.models.spec import LFM2_SAMPLING, ModelSpec
 
