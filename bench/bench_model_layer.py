@@ -286,7 +286,7 @@ def _forward_costs(dtypes: list[str]) -> dict:
     return res
 
 
-def _batch_costs(sizes: list[int], steps: int = 24, rounds: int = 3) -> dict:
+def _batch_costs(sizes: list[int], steps: int = 24, rounds: int = 2) -> dict:
     """A running batch of ``n`` rows (prompts of 200-300 random tokens), ``steps`` decode steps, one
     row leaving and a new one joining every third step; per configuration the median decode step
     and the mean cost of a join or leave (prefill excluded: it is the same for both caches).

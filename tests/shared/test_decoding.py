@@ -12,28 +12,14 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
+from decoding_helpers import chat_ids as _ids
+from decoding_helpers import generate_alone as _alone
 
 from liquid_shared.models.decoding import DecodeStream, NewRow, decode_all
 from liquid_shared.models.grammar import GrammarCache
 
 PROMPTS = ["Say hi.", "List three colours, with a sentence about each one.", "What is 2+2?",
            "Write a short poem about a river that runs to the sea, and about the hills it passes on the way."]
-
-
-def _ids(tok, text: str) -> list[int]:
-    ids = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True)
-    return list(ids["input_ids"]) if hasattr(ids, "keys") else list(ids)
-
-
-def _alone(model, tok, prompt: list[int], budget: int) -> list[int]:
-    """``generate`` on one prompt, greedy, HF's repetition penalty; EOS and after removed."""
-    ids = torch.tensor([prompt])
-    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=budget, do_sample=False,
-                         repetition_penalty=1.05, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                         temperature=None, top_k=None, top_p=None)
-    row = out[0, len(prompt):].tolist()
-    return row[: row.index(tok.eos_token_id)] if tok.eos_token_id in row else row
 
 
 def _stream(model, tok) -> DecodeStream:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from decoding_helpers import chat_ids, generate_alone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -127,20 +128,6 @@ def test_prefill_passes_group_rows_of_similar_length():
     assert [sorted(g) for g in length_groups(list(range(4)), [5, 5, 6, 5], exact=True)] == [[2], [0, 1, 3]]
 
 
-def _ids(tok, text: str) -> list[int]:
-    ids = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True)
-    return list(ids["input_ids"]) if hasattr(ids, "keys") else list(ids)
-
-
-def _alone(model, tok, prompt: list[int], budget: int) -> list[int]:
-    ids = torch.tensor([prompt])
-    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=budget, do_sample=False,
-                         repetition_penalty=1.05, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                         temperature=None, top_k=None, top_p=None)
-    row = out[0, len(prompt):].tolist()
-    return row[: row.index(tok.eos_token_id)] if tok.eos_token_id in row else row
-
-
 TOPICS = ["rivers", "the moon", "bread", "glass", "owls", "copper", "trains", "salt", "maps", "tea", "bees", "ice"]
 
 
@@ -154,7 +141,7 @@ def test_many_joins_and_leaves_with_growing_buffers_equal_generate_alone(causal_
     monkeypatch.setattr(slot_cache, "LEFT_SLACK", 0)
     monkeypatch.setattr(slot_cache, "_empty", _nan_buffer)  # a NaN the attention could see would spoil a row
     name, model, tok = causal_lm
-    prompts = [_ids(tok, f"Tell me {'a lot ' * (i % 4)}about {t}.") for i, t in enumerate(TOPICS)]
+    prompts = [chat_ids(tok, f"Tell me {'a lot ' * (i % 4)}about {t}.") for i, t in enumerate(TOPICS)]
     budgets = [3 + (7 * i) % 13 for i in range(len(prompts))]
     stream = DecodeStream(model, pad_id=tok.pad_token_id, eos_ids={tok.eos_token_id}, repetition_penalty=1.05)
     done: dict = {}
@@ -168,4 +155,4 @@ def test_many_joins_and_leaves_with_growing_buffers_equal_generate_alone(causal_
         done.update((f.key, f) for f in stream.step())
     assert most >= 5
     for i, prompt in enumerate(prompts):
-        assert done[i].tokens == _alone(model, tok, prompt, budgets[i]), (name, i)
+        assert done[i].tokens == generate_alone(model, tok, prompt, budgets[i]), (name, i)

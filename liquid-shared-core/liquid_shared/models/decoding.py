@@ -376,9 +376,11 @@ class DecodeStream:
             self.cache, self.attention, self.positions, self.presence, self.logits = (
                 cache, attention, next_pos, presence, logits)
             self.mergeable = _mergeable(cache)
-            if self.mergeable and self.slot_cache:
-                _to_slots(cache, self.max_rows)
         else:
+            if self.slot_cache and not any(type(layer) is SlotLayer for layer in self.cache.layers):
+                # slots from the first join on: a lone request (or a batch nobody joins) keeps the
+                # plain cache, whose per-step concatenation is cheap at a few rows
+                _to_slots(self.cache, self.max_rows)
             old_len = self.attention.shape[1]
             _merge_into(self.cache, cache, old_len, width)
             total = max(old_len, width)
