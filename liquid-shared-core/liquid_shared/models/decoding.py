@@ -8,8 +8,10 @@ requests wait. Here:
 
 * a finished row leaves the batch at once (its slice of the KV cache is dropped);
 * a waiting request joins between two steps: it is prefilled on its own (with the other
-  newcomers, left-padded), and its cache is merged into the running batch's (attention layers
-  are left-padded to a common length, LFM2's convolution states are per row and just stacked);
+  newcomers of similar length, left-padded), and its cache is merged into the running batch's
+  (attention layers move into ``slot_cache.SlotLayer`` buffers at the first join, where a row is
+  written into a free slot, right-aligned with the others, and a leaving row is replaced by the
+  last one; LFM2's convolution states are per row and just stacked);
 * each row stops at its own ``max_new_tokens``.
 
 Semantics follow ``generate`` with the same settings, row by row (tested token for token against
@@ -333,7 +335,8 @@ class DecodeStream:
                 entries[key] = row_of(cache, i, len(key))
                 pc.put(key, entries[key])
         # convolution states must see each suffix right after its prefix: no padding in between,
-        # so suffixes of unequal length go in separate passes (attention-only models: one pass)
+        # so suffixes of unequal length go in separate passes (attention-only models: suffixes of
+        # similar length share a pass)
         conv = any(isinstance(layer, LinearAttentionCacheLayerMixin) for layer in next(iter(entries.values())).layers)
         for group in length_groups(rows, [len(r.prompt) - r.prefix_len for r in rows], exact=conv):
             self._admit_suffixes(group, [entries[tuple(r.prompt[:r.prefix_len])] for r in group])
