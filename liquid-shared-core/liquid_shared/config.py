@@ -66,7 +66,7 @@ class LiquidSettings(BaseSettings):
     max_batch_size: int = Field(
         48, ge=1, description="Most requests decoding at once in one running batch of an in-process model whose spec "
         "sets none. On a CPU a decode step of 48 rows costs about twice one of 16 rows, so larger batches raise "
-        "throughput and slow each step (docs/benchmarks.md, 'A larger running batch').")
+        "throughput and slow each step (docs/models.md, 'The running batch').")
     dtype: str | None = Field(
         None, description="Weights dtype for every model whose spec names none ('bf16', 'fp16', 'fp32', or 'int8' on a CPU: see ModelSpec.dtype); None = auto."
     )

@@ -5,7 +5,7 @@ so every decode step concatenates (a copy of the whole cache, every layer, every
 leaves is an index-select of the whole cache, and a row that joins is a pad and a concatenation of
 the whole cache. At 16 rows these copies cost a few per cent of the decode loop; they grow with
 rows x columns, so they are what made batches larger than 16 rows a loss on a CPU
-(docs/benchmarks.md, "A larger running batch").
+(docs/benchmarks.md, "The running batch: our slot cache against transformers' DynamicLayer").
 
 A ``SlotLayer`` holds the keys and values of every row in a buffer ``[row capacity, heads,
 column capacity, head dim]``. Every row is right-aligned at the same end column, as in a
@@ -18,10 +18,11 @@ left-padded batch, and the model sees a *view* of the live window (``rows[:n]``,
 * a joining row is written into the next free slot, right-aligned at the end column;
 * columns that became padding for every row are dropped by moving ``start`` (no copy).
 
-Only when the spare room runs out is the window copied into a new, larger buffer (geometric growth,
-so the cost per step stays constant). Spare columns hold zeros or stale finite keys and values of
-rows that left; the attention mask hides them, and finite values keep the masked products exact
-(a zero weight times a finite value).
+When the spare room runs out, the window moves inside the same buffers if they are large enough,
+else into new, larger ones (geometric growth, so the cost per step stays constant). New buffers are
+not cleared; ``append`` clears the padding columns it makes visible, so every value inside the
+window was written: the attention mask hides padding, and finite values keep the masked products
+exact (a zero weight times a finite value).
 
 ``SlotLayer`` subclasses ``DynamicLayer`` so that transformers' masks, ``get_seq_length`` and
 everything that reads ``layer.keys`` (a view of the window) work unchanged.
@@ -207,7 +208,7 @@ class SlotLayer(DynamicLayer):
 
 
 def compaction_order(keep: list[int]) -> list[int]:
-    """The order that keeps the rows ``keep`` (ascending) of ``rows`` by moving as few as possible:
+    """The order that keeps the rows ``keep`` (ascending) of a batch by moving as few as possible:
     each row that leaves is replaced by a kept row from the end of the batch."""
     n = len(keep)
     kept = set(keep)
