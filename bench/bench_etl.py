@@ -88,7 +88,7 @@ async def naive_run(config: EtlConfig) -> dict:
 
 
 async def pipeline_run(config: EtlConfig) -> dict:
-    result = await run_async(config)
+    result = await run_async(config, track=False)
     run = result.report["this_run"]
     return {"seconds": run["processing_seconds"], "documents": run["processed"], "chunks": run["chunks_processed"], "report": result.report}
 

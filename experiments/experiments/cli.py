@@ -226,7 +226,12 @@ def report(
         Console().print(str(path))
 
 
-_COMMANDS = {"run", "report"}
+@app.command("list", help="List the experiments and every config field (default, meaning).")
+def list_cmd() -> None:
+    _list_table(Console())
+
+
+_COMMANDS = {"run", "report", "list"}
 
 
 def main(argv: list[str] | None = None) -> None:

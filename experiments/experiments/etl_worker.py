@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from liquid_shared.cli_options import EXIT_OK, EXIT_PARTIAL
+
 
 class WorkerSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         out = {"exit_code": 1, "status": "fatal", "message": f"{type(exc).__name__}: {exc}",
                "traceback": traceback.format_exc(), "peak_rss_bytes": _peak_rss_bytes()}
     result_path.write_text(json.dumps(out, indent=2, default=str), encoding="utf-8")
-    return 0 if out["exit_code"] in (0, 2) else 1
+    return 0 if out["exit_code"] in (EXIT_OK, EXIT_PARTIAL) else 1
 
 
 if __name__ == "__main__":

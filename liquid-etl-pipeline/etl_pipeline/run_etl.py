@@ -14,11 +14,12 @@ from rich.console import Console
 from rich.table import Table
 
 from etl_pipeline.config import DEFAULT_INPUT_DIR, DEFAULT_RUNS_DIR, LLM_STAGES, EtlConfig
+from liquid_shared.cli_options import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 
 EPILOG = (
-    "Exit codes: 0 = every document processed; 2 = partial (some documents failed, each one is "
+    "Exit codes: 0 = every document processed; 3 = partial (some documents failed, each one is "
     "named with its reason in report.json and in the summary; the rest were processed); "
-    "1 = fatal (bad input folder, no documents, a model that cannot load, bad options). "
+    "1 = fatal (bad input folder, no documents, a model that cannot load); 2 = usage error (bad options). "
     "Re-running with the same output folder skips unchanged documents and resumes a killed run."
 )
 
@@ -138,7 +139,7 @@ def main(
         config = EtlConfig(**fields)
     except ValueError as exc:
         console.print(f"[red]invalid options:[/red] {exc}")
-        raise typer.Exit(1) from None
+        raise typer.Exit(EXIT_USAGE) from None
     if dry_run:
         raise typer.Exit(_dry_run(config, console))
     if ray is not None:  # the Ray path: etl_pipeline.ray_runner
@@ -210,7 +211,7 @@ def _dry_run(config: EtlConfig, console: Console) -> int:
         note = "; ".join(doc.metadata.get("warnings", []) + result.warnings)
         table.add_row(item.source, "ok", str(len(result.chunks)), str(sum(c.n_tokens for c in result.chunks)), note[:80])
     Console().print(table)
-    return 2 if failed else 0
+    return EXIT_PARTIAL if failed else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
   host, start time, written into the lock file). The kernel drops a flock when its process dies,
   so a SIGKILLed run never leaves a stale lock: the lock file may remain, but nothing holds it
   and the next run takes it. (On NFS, flock is not reliable across hosts: keep run folders on
-  local disks.) The lock is re-entrant inside one process (``run`` and ``run_async`` both take it).
+  local disks.) The lock is re-entrant inside one process.
 * ``check_input_folder(out, input_dir, force)``: ``<out>/input.json`` records the input folder
   the run folder was made for; another input folder is refused unless ``force`` (which then
   replaces the folder's documents: shards of sources not in the new input are removed).

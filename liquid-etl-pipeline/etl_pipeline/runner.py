@@ -19,6 +19,7 @@ the CLI) can say *which* setting changed.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import resource
 import sys
@@ -46,12 +47,12 @@ from etl_pipeline.shards import ShardDamaged, ShardStore
 from etl_pipeline.tmd import TmdAssigner
 from etl_pipeline.token_counter import default_token_counter
 from liquid_shared.atomic import write_json_atomic
+from liquid_shared.cli_options import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL
 
 log = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_FATAL = 1
-EXIT_PARTIAL = 2
+# The stack's exit codes (liquid_shared.cli_options): 0 done, 1 fatal, 3 partial (2 is click's usage error).
+EXIT_OK, EXIT_FATAL, EXIT_PARTIAL = EXIT_OK, EXIT_FAILED, EXIT_PARTIAL
 
 
 class FatalError(RuntimeError):
@@ -156,17 +157,23 @@ async def run_async(
     model_provider: ModelProvider | None = None,
     events: Events | None = None,
     on_documents: Any = None,
+    track: bool = True,
 ) -> RunResult:
-    """Process the selected documents and merge the run folder (async core of ``run``).
+    """Run the ETL in the running event loop: process the selected documents, merge the run
+    folder and (``track``) log it to MLflow. Never raises for bad input (see ``RunResult.exit_code``).
 
     ``model_provider`` replaces the registry's models (tests pass a ``FunctionModel``);
     ``on_documents(total, skipped)`` is called once the work list is known.
     """
     try:
         with hold_output_lock(config.output_dir):
-            return await _run_locked(config, model_provider=model_provider, events=events, on_documents=on_documents)
-    except RunFolderError as exc:
-        raise FatalError(str(exc)) from None
+            result = await _run_locked(config, model_provider=model_provider, events=events, on_documents=on_documents)
+            if track:  # MLflow's client blocks: off the event loop
+                result.report["mlflow"] = await asyncio.to_thread(log_to_mlflow, config, result)
+                write_json_atomic(config.output_dir / "report.json", result.report)
+    except (FatalError, RunFolderError) as exc:
+        return RunResult(exit_code=EXIT_FATAL, output_dir=config.output_dir, message=str(exc))
+    return result
 
 
 async def _run_locked(
@@ -355,18 +362,19 @@ def run(
     on_documents: Any = None,
     track: bool = True,
 ) -> RunResult:
-    """Run the ETL synchronously; never raises for bad input (see ``RunResult.exit_code``)."""
+    """Run the ETL and wait for it; never raises for bad input (see ``RunResult.exit_code``).
+
+    Works in a script and inside a running event loop (a notebook, an async app): there the job
+    runs on its own event loop in a worker thread, and this call blocks until it is done. In async
+    code, ``await run_async(...)`` is the non-blocking form.
+    """
+    job = run_async(config, model_provider=model_provider, events=events, on_documents=on_documents, track=track)
     try:
-        with hold_output_lock(config.output_dir):
-            result = asyncio.run(
-                run_async(config, model_provider=model_provider, events=events, on_documents=on_documents)
-            )
-            if track:
-                result.report["mlflow"] = log_to_mlflow(config, result)
-                write_json_atomic(config.output_dir / "report.json", result.report)
-    except (FatalError, RunFolderError) as exc:
-        return RunResult(exit_code=EXIT_FATAL, output_dir=config.output_dir, message=str(exc))
-    return result
+        asyncio.get_running_loop()
+    except RuntimeError:  # no loop here: the usual script
+        return asyncio.run(job)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="etl-run") as pool:
+        return pool.submit(asyncio.run, job).result()
 
 
 def log_to_mlflow(config: EtlConfig, result: RunResult) -> dict[str, Any]:

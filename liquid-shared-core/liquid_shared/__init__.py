@@ -15,7 +15,14 @@ Public surface (imported lazily, so ``import liquid_shared`` stays cheap):
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
+
+# Offline by default (LIQUID_OFFLINE, default true): the hub libraries read their own switches when
+# they are first imported, so they are set before anything of ours imports them.
+if os.environ.get("LIQUID_OFFLINE", "true").strip().lower() not in ("0", "false", "no", "off"):
+    for _var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        os.environ.setdefault(_var, "1")
 
 _EXPORTS = {
     "ModelSpec": "liquid_shared.models",

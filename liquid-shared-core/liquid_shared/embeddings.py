@@ -16,13 +16,13 @@ import numpy as np
 
 from liquid_shared import compute_thread
 from liquid_shared.config import get_settings
-from liquid_shared.offline import MINILM_ID, minilm_path
+from liquid_shared.offline import MINILM_ID, bundled_alias, minilm_path
 
 DEFAULT_EMBEDDING_MODEL = MINILM_ID
 
 
 def _resolve_model_path(name: str) -> str:
-    if name == MINILM_ID:
+    if bundled_alias(name) == MINILM_ID:  # 'all-MiniLM-L6-v2', its hub id, our alias: the bundled copy
         return str(minilm_path())
     path = Path(name).expanduser()
     if path.exists():
@@ -94,6 +94,8 @@ class Embedder:
     ):
         from sentence_transformers import SentenceTransformer
 
+        if bundled_alias(model) == MINILM_ID:
+            model = MINILM_ID  # one name, so the cache and index manifests agree whatever was typed
         self.model_name = model
         self.batch_size = batch_size
         self.normalize = normalize

@@ -27,6 +27,29 @@ SMOLLM2_ID = "offline:smollm2-135m-instruct"
 MINILM_ID = "offline:all-minilm-l6-v2"
 _GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
+# The names people type for the bundled models (hub ids, bare names, our aliases), compared without
+# case: each resolves to the bundled copy, so `--embedding-model all-MiniLM-L6-v2` needs no network.
+STANDARD_NAMES = {
+    name.lower(): alias
+    for alias, names in {
+        SMOLLM2_ID: ["HuggingFaceTB/SmolLM2-135M-Instruct", "SmolLM2-135M-Instruct", "smollm2-135m-instruct"],
+        MINILM_ID: ["sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"],
+    }.items()
+    for name in [alias, *names]
+}
+
+
+def bundled_alias(name: str) -> str | None:
+    """The ``offline:`` alias of a bundled model named by any of its standard names, else None."""
+    return STANDARD_NAMES.get(name.strip().lower())
+
+
+def known_names_hint() -> str:
+    """One sentence naming what resolves without a network, for error messages."""
+    return ("names that work offline: " + ", ".join(sorted({a for a in STANDARD_NAMES.values()}))
+            + " (also their hub ids, e.g. 'all-MiniLM-L6-v2', 'HuggingFaceTB/SmolLM2-135M-Instruct'), a local "
+            "model folder, or a hub id already in the Hugging Face cache")
+
 
 class OfflineModelMissing(RuntimeError):
     """An embedded default model's package is not installed."""

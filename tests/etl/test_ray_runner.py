@@ -25,7 +25,7 @@ from etl_pipeline.ray_runner import RayEvents, WorkerInfo, run_on_ray
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'liquid-etl-pipeline[ray]'")
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
 
 DOCS = ("tides.md", "sourdough_starter.txt", "bicycle_chain.rst")
 SETTINGS = {"stages": ("summary",), "max_chunks_per_doc": 1, "concurrency": 2, "docs_in_flight": 1, "temperature": 0.0}

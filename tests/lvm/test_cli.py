@@ -40,6 +40,7 @@ def test_prepare_train_evaluate(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.torchrun
 def test_train_under_torchrun_matches_one_process(tmp_path):
     """`torchrun --nproc_per_node=2 -m liquid_lvm train` (gloo) ends with the parameters of the
     single-process command on the same global batch, and only rank 0 logs one MLflow run."""

@@ -138,6 +138,7 @@ def test_bad_inputs_fail_clearly():
 
 
 @pytest.mark.slow
+@pytest.mark.torchrun
 def test_torchrun_two_ranks_equal_one_process(tmp_path):
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -21,7 +21,7 @@ def test_unknown_hub_id_offline_fails_fast_with_fix(monkeypatch, tmp_path):
     with pytest.raises(ModelLoadError) as info:
         registry.get(ModelSpec(model="LiquidAI/LFM2-1.2B"))
     msg = str(info.value)
-    assert "LiquidAI/LFM2-1.2B" in msg and "huggingface-cli download" in msg and "LIQUID_OFFLINE" in msg
+    assert "LiquidAI/LFM2-1.2B" in msg and "hf download" in msg and "LIQUID_OFFLINE" in msg
 
 
 def test_missing_local_path_is_named(tmp_path):

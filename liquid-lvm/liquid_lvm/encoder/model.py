@@ -36,9 +36,15 @@ class EncoderModelError(ValueError):
 
 def resolve_base(name: str) -> str:
     """A local folder for ``name`` (the offline MiniLM alias, a path), or a clear error."""
-    from liquid_shared.offline import MINILM_ID, OfflineModelMissing, minilm_path
+    from liquid_shared.offline import (
+        MINILM_ID,
+        OfflineModelMissing,
+        bundled_alias,
+        known_names_hint,
+        minilm_path,
+    )
 
-    if name == MINILM_ID:
+    if bundled_alias(name) == MINILM_ID:  # 'all-MiniLM-L6-v2', its hub id, our alias: the bundled copy
         try:
             return str(minilm_path())
         except OfflineModelMissing as exc:
@@ -51,7 +57,7 @@ def resolve_base(name: str) -> str:
     if "/" in name and not path.exists() and isinstance(try_to_load_from_cache(name, "config.json"), str):
         return name
     raise EncoderModelError(f"base model {name!r} is not available offline: not a sentence-transformers folder and "
-                            f"not in the Hugging Face cache (use {MINILM_ID!r} or a local model folder)")
+                            f"not in the Hugging Face cache; {known_names_hint()}")
 
 
 def _base_modules(base_path: str, device: str) -> list[nn.Module]:

@@ -1,6 +1,8 @@
 """Resolve a ``ModelSpec`` to files and load it with transformers, failing fast and clearly.
 
-* ``offline:*`` aliases resolve to the embedded defaults (see ``liquid_shared.offline``).
+* ``offline:*`` aliases resolve to the embedded defaults (see ``liquid_shared.offline``), and so do
+  the bundled models' standard names (``HuggingFaceTB/SmolLM2-135M-Instruct``) when the Hugging
+  Face cache holds no copy of their own.
 * A local folder loads as is. A path-like string that does not exist is an error naming it.
 * A hub id (``LiquidAI/LFM2-1.2B``) loads from the Hugging Face cache. With ``settings.offline``
   (the default) we never contact the hub: an id that is not cached raises ``ModelLoadError`` at
@@ -20,7 +22,13 @@ from liquid_shared.config import get_settings
 from liquid_shared.devices import Placement, resolve_placement
 from liquid_shared.models.errors import ModelLoadError
 from liquid_shared.models.spec import ModelSpec
-from liquid_shared.offline import SMOLLM2_ID, OfflineModelMissing, ensure_smollm2
+from liquid_shared.offline import (
+    SMOLLM2_ID,
+    OfflineModelMissing,
+    bundled_alias,
+    ensure_smollm2,
+    known_names_hint,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +41,9 @@ def resolve_source(spec: ModelSpec) -> tuple[str, dict[str, Any]]:
     if spec.is_remote:
         return str(spec.base_url), {}
     name = spec.model
+    alias = bundled_alias(name)
+    if alias in OFFLINE_ALIASES and (name.startswith("offline:") or not _in_hub_cache(name)):
+        name = alias
     if name.startswith("offline:"):
         if name not in OFFLINE_ALIASES:
             raise ModelLoadError(f"unknown offline model alias {name!r}; known: {sorted(OFFLINE_ALIASES)}")
@@ -49,18 +60,23 @@ def resolve_source(spec: ModelSpec) -> tuple[str, dict[str, Any]]:
     if looks_like_path:
         raise ModelLoadError(f"model path {name!r} does not exist; check the path or use a hub id like 'LiquidAI/LFM2-1.2B'")
     if get_settings().offline:
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(name, "config.json")
-        if not isinstance(cached, str):
+        if not _in_hub_cache(name):
             raise ModelLoadError(
                 f"model {name!r} is not a local folder and is not in the Hugging Face cache, and offline mode "
                 "is on (LIQUID_OFFLINE=true), so it cannot be downloaded. Fix: on a machine with network run "
-                f"`huggingface-cli download {name}` (or copy its folder here and pass the path), or set "
-                "LIQUID_OFFLINE=false to allow downloads. Offline default: 'offline:smollm2-135m-instruct'."
+                f"`hf download {name}` (or copy its folder here and pass the path), or set "
+                f"LIQUID_OFFLINE=false to allow downloads. The {known_names_hint()}."
             )
         return name, {"local_files_only": True}
     return name, {}
+
+
+def _in_hub_cache(name: str) -> bool:
+    if "/" not in name:
+        return False
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(name, "config.json"), str)
 
 
 def estimate_weight_bytes(source: str, extra: dict[str, Any], placement: Placement) -> int:

@@ -16,6 +16,7 @@ HERE = Path(__file__).parent
 
 
 @pytest.mark.slow
+@pytest.mark.torchrun
 def test_two_rank_ddp_matches_single_process(tmp_path):
     if shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists():
         pytest.skip("torchrun is not installed")
