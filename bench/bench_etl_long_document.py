@@ -3,7 +3,7 @@
     python bench/bench_etl_long_document.py                 # both parts
     python bench/bench_etl_long_document.py --skip-memory   # only the characters kept (no model)
 
-1. *Characters kept*: generated chapters of the sizes in issue 15 (40 KB to 132,404 characters)
+1. *Characters kept*: generated chapters of textbook sizes (40 KB to 132,404 characters)
    are chunked with the old defaults (``max_chunks_per_doc=48``, which also cut the text at
    61,440 characters before chunking) and with the new default (no cap). Counts the characters
    inside chunks (the blank lines between chunks are the only text outside one).

@@ -4,7 +4,7 @@
 
 ``RowGrammars`` (``liquid_shared.models.grammar``) fills the token bitmasks of a decode step's
 constrained rows and advances their matchers. The *baseline* calls ``fill_next_token_bitmask``
-and ``accept_token`` once per row from Python (``batched=False``, the loop before issue 16); the
+and ``accept_token`` once per row from Python (``batched=False``, the loop before the batch matcher); the
 *batched* path makes one ``BatchGrammarMatcher.batch_fill_next_token_bitmask`` call (C++ threads)
 and one ``batch_accept_token`` call per step.
 

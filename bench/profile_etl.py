@@ -1,4 +1,4 @@
-"""Where the ETL's model time goes: the decode loop's phases over one pipeline run (issue 16).
+"""Where the ETL's model time goes: the decode loop's phases over one pipeline run.
 
     python bench/profile_etl.py --out /tmp/etl-profile                 # the shipped samples, all stages
     python bench/profile_etl.py --out /tmp/etl-profile --limit 3 --stages qa,judge

@@ -17,7 +17,7 @@ Refusal is decided by retrieval, before any generation: a chunk counts as releva
 (cosine) score is at least ``min_similarity``; for a BM25-only retriever, when it shares a term with
 the question (score > 0). No relevant chunk: the answer is a refusal and the model is not called.
 
-Safety and faithfulness (issue 15):
+Safety and faithfulness:
 
 * ``prompt_style="guarded"`` (default): the chunks are delimited and marked as data, under an
   instruction hierarchy the model is told (``answer_prompt``); ``"plain"`` is the earlier prompt.
