@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PACKAGES := -e ./liquid-shared-core -e './liquid-etl-pipeline[ray]' -e ./liquid-rag-runtime -e ./liquid-lvm -e ./liquid-finetune -e ./experiments
 
-.PHONY: install run test test-fast bench lint llama-server tracking-server
+.PHONY: install run test test-fast bench lint llama-server browser tracking-server
 
 $(STAMP): pyproject.toml liquid-shared-core/pyproject.toml liquid-etl-pipeline/pyproject.toml \
           liquid-rag-runtime/pyproject.toml liquid-lvm/pyproject.toml liquid-finetune/pyproject.toml experiments/pyproject.toml requirements-dev.txt
@@ -25,16 +25,24 @@ llama-server: $(STAMP)
 	@if [ "$${LIQUID_SKIP_LLAMA_SERVER:-0}" = "1" ]; then echo "LIQUID_SKIP_LLAMA_SERVER=1: not building llama-server"; \
 	else PYTHON=$(BIN)/python scripts/build_llama_server.sh; fi
 
-install: $(STAMP) llama-server
+# Headless Chromium from the system's packages, for the page tests (the `browser` marker); the script
+# installs it where it may (root, apt) and says the one command to run otherwise.
+browser:
+	@if [ -x scripts/install_browser.sh ]; then scripts/install_browser.sh; fi
+
+install: $(STAMP) llama-server browser
 
 run: $(STAMP)  ## set up (no llama-server build), then run the ETL on the shipped samples with the offline models
 	$(BIN)/python -m etl_pipeline.run_etl
 
-test: install  ## set up, then run the whole test suite (slow tests included)
-	$(BIN)/python -m pytest
+# Every test: -m "" clears the fast-tier selection of pyproject.toml; LIQUID_REQUIRE_COMPONENTS=1
+# turns a skip for a missing component (llama-server, browser, Ray, torchrun) into a failure.
+test: install  ## set up, then run the whole test suite (slow tests and every component included); CI runs this
+	LIQUID_REQUIRE_COMPONENTS=1 $(BIN)/python -m pytest -m "" --durations=25
 
-test-fast: install
-	$(BIN)/python -m pytest -m "not slow"
+# The fast tier: bare pytest (no llama-server, no browser, nothing slow); set up without the builds.
+test-fast: $(STAMP)  ## set up, then run the fast tier (a few minutes)
+	$(BIN)/python -m pytest
 
 bench: install
 	$(BIN)/python bench/bench_model_layer.py
@@ -42,5 +50,8 @@ bench: install
 lint: install
 	$(BIN)/ruff check .
 
-tracking-server: install  ## a shared MLflow server on 127.0.0.1:5000 (sqlite store + artifacts in ./mlflow-server)
-	$(BIN)/python -m liquid_shared.tracking_server --store mlflow-server --host 127.0.0.1 --port 5000
+# MLflow's UI and server over the project's default store (mlruns.db, artifacts in mlartifacts/),
+# where `make run` and the experiments log; PORT=5001 make tracking-server moves it.
+PORT ?= 5000
+tracking-server: $(STAMP)  ## MLflow on http://127.0.0.1:5000 over the default store (mlruns.db)
+	$(BIN)/python -m liquid_shared.tracking_server --backend-store-uri sqlite:///$(CURDIR)/mlruns.db --artifacts-destination $(CURDIR)/mlartifacts --host 127.0.0.1 --port $(PORT)

@@ -16,9 +16,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from liquid_shared.cli_options import renamed
+
 RUN_HELP = """Run experiments over the Liquid stack and log each one to MLflow (one run per experiment,
 a nested run per variant), with the same files in a run folder on disk:
-<output-dir>/<experiment>/metrics.json ({variant: {metric: mean}}), per-query or per-sample CSV,
+<output>/<experiment>/metrics.json ({variant: {metric: mean}}), per-query or per-sample CSV,
 report.md, plots, and experiment.json (status, config, MLflow run id).
 
 Experiments: one module each in experiments/experiments/catalog/ (rag_quality, lvm_next_chunk,
@@ -34,7 +36,7 @@ Examples:
   python run_experiments.py --experiments dual_pipeline model_ablation --n-runs 3
   python run_experiments.py --all --config experiments.toml
   python run_experiments.py --list
-  python run_experiments.py report --output-dir results/experiments
+  python run_experiments.py report --input results/experiments
 """
 
 RUN_EPILOG = ("Exit codes: 0 = every experiment succeeded; 1 = at least one failed (each failure is named, "
@@ -113,7 +115,7 @@ def unused_options(experiments: list, options: dict) -> list[str]:
     return problems
 
 
-@app.command(help=RUN_HELP, epilog=RUN_EPILOG)
+@app.command(help=RUN_HELP, epilog=RUN_EPILOG, cls=renamed(output_dir="--output"))
 def run(
     experiments: Annotated[list[str] | None, typer.Option(
         "--experiments", "-e", help="Experiments to run: names separated by spaces or commas "
@@ -134,7 +136,7 @@ def run(
     mlflow_uri: Annotated[str | None, typer.Option(
         "--mlflow-uri", help="MLflow tracking URI (default: LIQUID_MLFLOW_URI, else sqlite:///<project>/mlruns.db).")] = None,
     output_dir: Annotated[Path | None, typer.Option(
-        "--output-dir", help="Where run folders go: <output-dir>/<experiment>/ (default: results/experiments).")] = None,
+        "--output", "-o", help="Where run folders go: <output>/<experiment>/ (default: results/experiments).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed for sampling, bootstrap resampling and subsampling (default 0).")] = None,
     n_runs: Annotated[int | None, typer.Option(
         "--n-runs", help="Runs of every pipeline variant, with seeds seed, seed + 1, ... (dual_pipeline, "
@@ -196,17 +198,18 @@ def run(
 
 @app.command(help="""Turn stored experiment runs into paper-ready tables (markdown and LaTeX) and figures.
 
-Reads the run folders under --output-dir (what `run` wrote), or downloads an MLflow run's
+Reads the run folders under --input (what `run` wrote), or downloads an MLflow run's
 artifacts with --run-id. For rag_quality it recomputes the significance table for --metric from the
-per-query scores; for the others it tabulates metrics.json. Writes into <output-dir>/report/ (or --out).""")
+per-query scores; for the others it tabulates metrics.json. Writes into <input>/report/ (or --output).""",
+             cls=renamed(output_dir="--input", out="--output"))
 def report(
     output_dir: Annotated[Path | None, typer.Option(
-        "--output-dir", help="Folder holding <experiment>/ run folders (default: results/experiments).")] = None,
+        "--input", help="Folder holding <experiment>/ run folders, as `run` wrote them (default: results/experiments).")] = None,
     experiments: Annotated[list[str] | None, typer.Option(
         "--experiments", "-e", help="Only these experiments (default: every run folder found).")] = None,
     metric: Annotated[list[str] | None, typer.Option(
         "--metric", "-m", help="Metric(s) for the tables (default: ndcg@10 for rag_quality, all for the others).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Where to write the report (default: <output-dir>/report).")] = None,
+    out: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write the report (default: <input>/report).")] = None,
     mlflow_uri: Annotated[str | None, typer.Option("--mlflow-uri", help="Tracking URI for --run-id.")] = None,
     run_id: Annotated[list[str] | None, typer.Option(
         "--run-id", help="MLflow parent run id(s) of experiments to report instead of folders on disk.")] = None,

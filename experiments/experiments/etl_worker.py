@@ -124,8 +124,14 @@ def run_spec(spec: WorkerSpec) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    usage = ("usage: python -m experiments.etl_worker SPEC.json RESULT.json\n"
+             "Runs one ETL job described by SPEC.json (a WorkerSpec) in its own process and writes its result "
+             "to RESULT.json (the experiments start it; exit 0 = done or partial, 1 = failed, 2 = usage).")
+    if args in (["--help"], ["-h"]):
+        print(usage)
+        return 0
     if len(args) != 2:
-        print("usage: python -m experiments.etl_worker SPEC.json RESULT.json", file=sys.stderr)
+        print(usage, file=sys.stderr)
         return 2
     spec_path, result_path = Path(args[0]), Path(args[1])
     try:

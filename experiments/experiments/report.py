@@ -50,7 +50,7 @@ def _read_json(path: Path) -> Any:
 
 def runs_on_disk(root: Path, names: list[str] | None) -> list[StoredRun]:
     if not root.is_dir():
-        raise ReportError(f"output folder {root} does not exist; run experiments first or pass --output-dir")
+        raise ReportError(f"output folder {root} does not exist; run experiments first or pass --input")
     found = []
     for marker in sorted(root.glob("*/experiment.json")):
         folder = marker.parent

@@ -65,7 +65,7 @@ def _prepare_folder(folder: Path) -> None:
     if folder.exists() and any(folder.iterdir()):
         if not (folder / MARKER_FILE).is_file():
             raise ExperimentFailed(f"output folder {folder} exists and was not written by run_experiments; "
-                                   "choose another --output-dir")
+                                   "choose another --output")
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
 

@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
 
 from liquid_finetune.trainer import DEFAULT_BASE
+from liquid_shared.cli_options import renamed
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False)
 console = Console(stderr=True)
 
 
-@app.command(epilog="Exit codes: 0 = trained and saved; 1 = bad input (file, line and problem are named) "
+@app.command(cls=renamed(base_model="--llm"), epilog="Exit codes: 0 = trained and saved; 1 = bad input (file, line and problem are named) "
                     "or a model that cannot load. Serve the result with ModelSpec(model=BASE, adapter=OUT/adapter).")
 def main(
     data: Annotated[Path, typer.Argument(metavar="DATA", help="Chat-format JSONL, one {'messages': [...]} a line "
                                 "(an ETL run's ft/train.jsonl).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Run folder: adapter/, checkpoints/, result.json.")],
-    base_model: Annotated[str, typer.Option("--base-model", help="Hub id, local folder or offline alias.")] = DEFAULT_BASE,
+    base_model: Annotated[str, typer.Option("--llm", help="The LLM to tune: a hub id, a local folder, an offline alias or a bundled model's standard name.")] = DEFAULT_BASE,
     eval_data: Annotated[Path | None, typer.Option("--eval-data", help="Separate evaluation JSONL (default: a split).")] = None,
     eval_fraction: Annotated[float, typer.Option(help="Share of DATA held out for the eval loss (0 = none).")] = 0.1,
     targets: Annotated[str | None, typer.Option(help="Comma-separated LoRA target modules, or 'all-linear' "
@@ -37,8 +38,8 @@ def main(
     eval_steps: Annotated[int, typer.Option(help="Evaluate (and checkpoint) every N steps.")] = 25,
     patience: Annotated[int | None, typer.Option(help="Early stopping: evaluations without improvement (0 = off).")] = 3,
     seed: Annotated[int, typer.Option(help="Seed of the split, data order, LoRA init and dropout.")] = 0,
-    device: Annotated[str | None, typer.Option(help="'cpu' or 'cuda' (default: CUDA when present).")] = None,
-    dtype: Annotated[str | None, typer.Option(help="'fp32', 'bf16' (default: bf16 on CUDA, fp32 on CPU).")] = None,
+    device: Annotated[Literal["cpu", "cuda"] | None, typer.Option(help="cpu or cuda (default: CUDA when present).")] = None,
+    dtype: Annotated[Literal["fp32", "bf16"] | None, typer.Option(help="fp32 or bf16 (default: bf16 on CUDA, fp32 on CPU).")] = None,
     merge: Annotated[bool, typer.Option("--merge", help="Also write merged weights to OUT/merged.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in OUT.")] = False,
     no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from liquid_shared.cli_options import renamed
+
 app = typer.Typer(help="Next-chunk vector models (LVM): prepare ordered documents as embedding windows, train "
                        "LSTM/GRU/Transformer/Mamba predictors with the shared loop, evaluate them over the whole "
-                       "test bank against baselines.", no_args_is_help=True, add_completion=False)
+                       "test bank against baselines.", no_args_is_help=True, add_completion=False, rich_markup_mode=None)
 console = Console()
 
 
@@ -53,16 +55,16 @@ def _parse_weights(text: str) -> dict[str, float]:
     return out
 
 
-@app.command()
+@app.command(cls=renamed(out="--output", model="--embedding-model"))
 def prepare(
     source: Annotated[Path, typer.Argument(help="JSONL of documents with ordered paragraphs, an ETL run folder "
                                                 "(chunks.jsonl) or a SQuAD JSON file.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for vectors.safetensors and corpus.json.")],
+    out: Annotated[Path, typer.Option("--output", "-o", help="Folder for vectors.safetensors and corpus.json.")],
     context: Annotated[int, typer.Option(help="Context length T (chunks read before the predicted one).")] = 8,
     stride: Annotated[int, typer.Option(help="Step between window starts.")] = 1,
     seed: Annotated[int, typer.Option(help="Seed of the document split.")] = 0,
     fractions: Annotated[str, typer.Option(help="Train,val,test shares of the DOCUMENTS.")] = "0.8,0.1,0.1",
-    model: Annotated[str | None, typer.Option(help="sentence-transformers model (default: offline "
+    model: Annotated[str | None, typer.Option("--embedding-model", help="sentence-transformers model (default: offline "
                                                    "all-MiniLM-L6-v2).")] = None,
     max_documents: Annotated[int | None, typer.Option(help="Use only the first N documents.")] = None,
     test_only: Annotated[bool, typer.Option(help="Every document in the test split (out-of-domain set).")] = False,
@@ -93,11 +95,11 @@ def prepare(
     console.print(table)
 
 
-@app.command("train")
+@app.command("train", cls=renamed(out="--output"))
 def train_cmd(
     corpus_dir: Annotated[Path, typer.Argument(help="A folder made by `prepare`.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint folder (best.pt, last.pt, history.json).")],
-    model_type: Annotated[str, typer.Option(help="lstm | gru | transformer | mamba")] = "gru",
+    out: Annotated[Path, typer.Option("--output", "-o", help="Checkpoint folder (best.pt, last.pt, history.json).")],
+    model_type: Annotated[Literal["lstm", "gru", "transformer", "mamba"], typer.Option(help="Next-vector model.")] = "gru",
     width: Annotated[int, typer.Option(help="Hidden width.")] = 256,
     depth: Annotated[int, typer.Option(help="Layers / blocks.")] = 2,
     dropout: Annotated[float, typer.Option(help="Dropout.")] = 0.1,
@@ -152,7 +154,7 @@ def train_cmd(
                   f"{result.sequences_per_second:.0f} sequences/s -> {out / 'best.pt'}")
 
 
-@app.command()
+@app.command(cls=renamed(out="--output"))
 def evaluate(
     corpus_dir: Annotated[Path, typer.Argument(help="A folder made by `prepare` (its test split is judged).")],
     checkpoint: Annotated[list[Path] | None, typer.Option("--checkpoint", "-c", help="Model checkpoints "
@@ -161,7 +163,7 @@ def evaluate(
                                                              "(default: CORPUS_DIR itself).")] = None,
     split: Annotated[str, typer.Option(help="Split to judge.")] = "test",
     rollout: Annotated[int, typer.Option(help="Rollout steps.")] = 3,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write per-query CSVs and tables here.")] = None,
+    out: Annotated[Path | None, typer.Option("--output", "-o", help="Write per-query CSVs and tables here.")] = None,
 ) -> None:
     """Every checkpoint and the four baselines on one split: whole-bank retrieval, cosine,
     direction, rollout; bootstrap CIs and paired tests (Holm) against the best baseline."""

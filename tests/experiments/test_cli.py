@@ -15,7 +15,7 @@ def test_help_explains_the_options_and_the_report_command():
     proc = subprocess.run([sys.executable, str(REPO / "run_experiments.py"), "--help"], capture_output=True,
                           text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    for text in ("--experiments", "--all", "--list", "--config", "--dataset", "--mlflow-uri", "--output-dir",
+    for text in ("--experiments", "--all", "--list", "--config", "--dataset", "--mlflow-uri", "--output",
                  "--seed", "--n-runs", "report", "rag_quality", "metrics.json"):
         assert text in proc.stdout, text
     report = run_cli("report", "--help")
@@ -41,16 +41,16 @@ def test_list_explains_every_config_field_of_every_experiment():
 
 
 def test_an_option_no_selected_experiment_uses_is_a_usage_error(tmp_path):
-    result = run_cli("-e", "rag_quality", "--n-runs", "3", "--output-dir", str(tmp_path / "out"))
+    result = run_cli("-e", "rag_quality", "--n-runs", "3", "--output", str(tmp_path / "out"))
     assert result.exit_code == 2
     assert "--n-runs is not used by rag_quality" in result.output and "dual_pipeline, model_ablation" in result.output
     assert not (tmp_path / "out").exists()
-    result = run_cli("-e", "dual_pipeline", "--dataset", str(tmp_path), "--output-dir", str(tmp_path / "out"))
+    result = run_cli("-e", "dual_pipeline", "--dataset", str(tmp_path), "--output", str(tmp_path / "out"))
     assert result.exit_code == 2 and "--dataset is not used by dual_pipeline" in result.output
 
 
 def test_unknown_experiment_is_named_and_nothing_runs(tmp_path):
-    result = run_cli("--experiments", "rag_quality", "no_such_thing", "--output-dir", str(tmp_path / "out"))
+    result = run_cli("--experiments", "rag_quality", "no_such_thing", "--output", str(tmp_path / "out"))
     assert result.exit_code == 2
     assert "no_such_thing" in result.output and "known:" in result.output
     assert not (tmp_path / "out").exists()
@@ -58,7 +58,7 @@ def test_unknown_experiment_is_named_and_nothing_runs(tmp_path):
 
 def test_unreadable_config_file_is_named_with_the_parse_error(tmp_path):
     bad = write_config(tmp_path / "bad.toml", "[rag_quality\nk = 3\n")
-    result = run_cli("-e", "rag_quality", "--config", str(bad), "--output-dir", str(tmp_path / "out"))
+    result = run_cli("-e", "rag_quality", "--config", str(bad), "--output", str(tmp_path / "out"))
     assert result.exit_code == 2
     assert "bad.toml" in result.output and "invalid TOML" in result.output
     missing = run_cli("-e", "rag_quality", "--config", str(tmp_path / "nope.toml"))
@@ -69,7 +69,7 @@ def test_unreadable_config_file_is_named_with_the_parse_error(tmp_path):
 
 
 def test_no_experiment_named_is_a_usage_error(tmp_path):
-    result = run_cli("--output-dir", str(tmp_path))
+    result = run_cli("--output", str(tmp_path))
     assert result.exit_code == 2 and "--all" in result.output
 
 
@@ -97,3 +97,10 @@ def test_the_guide_documents_every_option_and_every_config_field():
             item = _item_type(info)
             for item_field in item.model_fields if item else ():
                 assert f"| `{item_field}` |" in section, (name, field, item_field)
+
+
+def test_an_old_option_name_still_works_with_a_deprecation_line(tmp_path):
+    """`--output-dir` was run's output folder before `-o/--output`: accepted for one release, with a warning."""
+    result = run_cli("--output-dir", str(tmp_path))  # still a usage error (no experiment), but parsed
+    assert result.exit_code == 2 and "--all" in result.output
+    assert "--output-dir is deprecated" in result.output and "use --output" in result.output

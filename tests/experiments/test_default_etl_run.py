@@ -22,7 +22,7 @@ variants = [{{name = "bm25", retriever = "bm25"}}, {{name = "dense", retriever =
 default_etl = {{input_dir = "{tiny_documents}", stages = ["qa"], qa_per_chunk = 2}}
 """)
     out = tmp_path / "out"
-    result = run_cli("-e", "rag_quality", "--config", str(config), "--output-dir", str(out), "--mlflow-uri", mlflow_uri)
+    result = run_cli("-e", "rag_quality", "--config", str(config), "--output", str(out), "--mlflow-uri", mlflow_uri)
     assert result.exit_code == 0, result.output
     assert (default_run / "qa_pairs.jsonl").is_file() and (default_run / "report.json").is_file()
     dataset = json.loads((out / "rag_quality" / "dataset.json").read_text())

@@ -20,7 +20,7 @@ qa_per_chunk = 1
 """)
     out = tmp_path / "out"
     result = run_cli("-e", "dual_pipeline", "--documents", str(tiny_documents), "--config", str(config),
-                     "--output-dir", str(out), "--mlflow-uri", mlflow_uri)
+                     "--output", str(out), "--mlflow-uri", mlflow_uri)
     assert result.exit_code == 0, result.output
     metrics = assert_mlflow_matches_disk(mlflow_uri, "dual_pipeline", out)
     uni, rag, ft, sep = (metrics[v] for v in ("unified", "rag_only", "ft_only", "separate"))

@@ -22,7 +22,7 @@ limit = "three"
 """)
     out = tmp_path / "out"
     result = run_cli("--experiments", "ft_quality", "rag_quality", "model_ablation", "--config", str(config),
-                     "--output-dir", str(out), "--mlflow-uri", mlflow_uri)
+                     "--output", str(out), "--mlflow-uri", mlflow_uri)
     assert result.exit_code == 1
     assert "ft_quality" in result.output and "no-such-run" in result.output and "does not exist" in result.output
     assert "model_ablation" in result.output and "limit" in result.output
@@ -45,7 +45,7 @@ def test_a_failure_inside_an_experiment_marks_its_mlflow_run_failed(tmp_path, ml
 
     folder = write_beir(tmp_path / "broken", {"d1": "some text"}, {"q1": "text"}, {"q1": {"d9": 1}})
     out = tmp_path / "out"
-    result = run_cli("-e", "rag_quality", "--dataset", str(folder), "--output-dir", str(out),
+    result = run_cli("-e", "rag_quality", "--dataset", str(folder), "--output", str(out),
                      "--mlflow-uri", mlflow_uri)
     assert result.exit_code == 1
     assert "d9" in result.output and "test.tsv" in result.output
@@ -62,7 +62,7 @@ def test_a_bad_documents_folder_fails_both_etl_experiments_naming_it(tmp_path, m
     for documents in (missing, a_file):
         out = tmp_path / f"out-{documents.name}"
         result = run_cli("-e", "dual_pipeline", "model_ablation", "--documents", str(documents),
-                         "--output-dir", str(out), "--mlflow-uri", mlflow_uri)
+                         "--output", str(out), "--mlflow-uri", mlflow_uri)
         assert result.exit_code == 1
         summary = json.loads((out / "summary.json").read_text())
         for name in ("dual_pipeline", "model_ablation"):

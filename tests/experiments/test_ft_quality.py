@@ -25,7 +25,7 @@ sets = [{{name = "validated", select = "ft"}}, {{name = "rejected", select = "in
         {{name = "broken", path = "{broken}"}}]
 """)
     out = tmp_path / "out"
-    result = run_cli("-e", "ft_quality", "--config", str(config), "--output-dir", str(out), "--mlflow-uri", mlflow_uri)
+    result = run_cli("-e", "ft_quality", "--config", str(config), "--output", str(out), "--mlflow-uri", mlflow_uri)
     assert result.exit_code == 0, result.output
     metrics = assert_mlflow_matches_disk(mlflow_uri, "ft_quality", out)
 

@@ -39,7 +39,7 @@ base = "{base}"
 unfrozen_layers = 1
 """)
     out = tmp_path / "out"
-    result = run_cli("-e", "isotropic_beir", "--config", str(config), "--output-dir", str(out), "--mlflow-uri", mlflow_uri)
+    result = run_cli("-e", "isotropic_beir", "--config", str(config), "--output", str(out), "--mlflow-uri", mlflow_uri)
     assert result.exit_code == 0, result.output
     metrics = assert_mlflow_matches_disk(mlflow_uri, "isotropic_beir", out)
     heads = {"contrastive", "sigreg_l0.02", "sigreg_l0.1", "sigreg_l0.5", "covariance_l0.1", "contrastive_bm25neg"}

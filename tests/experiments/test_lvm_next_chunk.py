@@ -48,7 +48,7 @@ n_boot = 200
 models = [{{name = "gru", model_type = "gru", width = 16, depth = 1}}]
 """)
     out = tmp_path / "out"
-    result = run_cli("--experiments", "lvm_next_chunk", "--config", str(config), "--output-dir", str(out),
+    result = run_cli("--experiments", "lvm_next_chunk", "--config", str(config), "--output", str(out),
                      "--mlflow-uri", mlflow_uri)
     assert result.exit_code == 0, result.output
     folder = out / "lvm_next_chunk"

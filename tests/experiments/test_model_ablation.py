@@ -26,7 +26,7 @@ variants = [
 """)
     out = tmp_path / "out"
     result = run_cli("-e", "model_ablation", "--documents", str(tiny_documents), "--config", str(config),
-                     "--output-dir", str(out), "--mlflow-uri", mlflow_uri)
+                     "--output", str(out), "--mlflow-uri", mlflow_uri)
     assert result.exit_code == 0, result.output
     metrics = assert_mlflow_matches_disk(mlflow_uri, "model_ablation", out)
     folder = out / "model_ablation"
@@ -130,7 +130,7 @@ variants = [{{name = "baseline", etl = {{qa_per_chunk = 1}}}},
             {{name = "chunk_24", etl = {{qa_per_chunk = 1, max_chunk_tokens = 24}}}}]
 """)
     out = tmp_path / "out"
-    result = run_cli("-e", "model_ablation", "--config", str(config), "--output-dir", str(out), "--mlflow-uri", mlflow_uri)
+    result = run_cli("-e", "model_ablation", "--config", str(config), "--output", str(out), "--mlflow-uri", mlflow_uri)
     assert result.exit_code == 0, result.output
     metrics = assert_mlflow_matches_disk(mlflow_uri, "model_ablation", out)
     folder = out / "model_ablation"

@@ -29,7 +29,7 @@ work_dir = "{work}"
 n_boot = 200
 """)
     out = tmp_path / "out"
-    result = run_cli("-e", "qa_generation", "--config", str(config), "--output-dir", str(out), "--mlflow-uri", mlflow_uri)
+    result = run_cli("-e", "qa_generation", "--config", str(config), "--output", str(out), "--mlflow-uri", mlflow_uri)
     assert result.exit_code == 0, result.output
     metrics = json.loads((out / "qa_generation" / "metrics.json").read_text())
     assert set(metrics) == {"abstractive", "human", "wikipedia_abstractive"}
@@ -43,7 +43,7 @@ n_boot = 200
     report = (out / "qa_generation" / "report.md").read_text()
     assert "## wikipedia_abstractive" in report and "## Sample of wikipedia_abstractive pairs" in report
 
-    again = run_cli("-e", "qa_generation", "--config", str(config), "--output-dir", str(tmp_path / "out2"),
+    again = run_cli("-e", "qa_generation", "--config", str(config), "--output", str(tmp_path / "out2"),
                     "--mlflow-uri", mlflow_uri)
     assert again.exit_code == 0, again.output
     assert again.output.count("reusing the finished run") == 2

@@ -46,7 +46,7 @@ def test_bm25_on_a_generated_beir_folder_gives_the_metrics_computed_by_hand(hand
     config = write_config(tmp_path / "exp.toml", BM25_TWICE)
     out = tmp_path / "out"
     result = run_cli("--experiments", "rag_quality", "--dataset", str(hand_beir), "--config", str(config),
-                     "--output-dir", str(out), "--mlflow-uri", mlflow_uri)
+                     "--output", str(out), "--mlflow-uri", mlflow_uri)
     assert result.exit_code == 0, result.output
     expected = hand_metrics()
     metrics = assert_mlflow_matches_disk(mlflow_uri, "rag_quality", out)
@@ -89,7 +89,7 @@ n_boot = 500
 """)
     out = tmp_path / "out"
     result = run_cli("-e", "rag_quality", "--dataset", str(paraphrase_beir), "--config", str(config),
-                     "--output-dir", str(out), "--mlflow-uri", mlflow_uri)
+                     "--output", str(out), "--mlflow-uri", mlflow_uri)
     assert result.exit_code == 0, result.output
     metrics = assert_mlflow_matches_disk(mlflow_uri, "rag_quality", out)
     assert metrics["bm25"]["ndcg@10"] == 0.0
@@ -110,7 +110,7 @@ def test_one_query_gives_metrics_and_says_why_there_are_no_tests(tmp_path, mlflo
     folder = write_beir(tmp_path / "one", corpus, {"q": "apples"}, {"q": {"a": 1}})
     config = write_config(tmp_path / "exp.toml", BM25_TWICE)
     out = tmp_path / "out"
-    result = run_cli("-e", "rag_quality", "--dataset", str(folder), "--config", str(config), "--output-dir", str(out),
+    result = run_cli("-e", "rag_quality", "--dataset", str(folder), "--config", str(config), "--output", str(out),
                      "--mlflow-uri", mlflow_uri)
     assert result.exit_code == 0, result.output
     metrics = assert_mlflow_matches_disk(mlflow_uri, "rag_quality", out)

@@ -19,7 +19,7 @@ def test_questions_of_an_etl_run_are_queries_for_their_source_chunks(etl_like_ru
     config = write_config(tmp_path / "exp.toml", CONFIG)
     out = tmp_path / "out"
     result = run_cli("-e", "rag_quality", "--dataset", str(etl_like_run), "--config", str(config),
-                     "--output-dir", str(out), "--mlflow-uri", mlflow_uri)
+                     "--output", str(out), "--mlflow-uri", mlflow_uri)
     assert result.exit_code == 0, result.output
     metrics = assert_mlflow_matches_disk(mlflow_uri, "rag_quality", out)
     folder = out / "rag_quality"
@@ -56,7 +56,7 @@ def test_only_valid_questions_and_the_default_run(etl_like_run, tmp_path, mlflow
 variants = [{name = "bm25", retriever = "bm25"}]
 """)
     out = tmp_path / "out"
-    result = run_cli("-e", "rag_quality", "--config", str(config), "--output-dir", str(out), "--mlflow-uri", mlflow_uri)
+    result = run_cli("-e", "rag_quality", "--config", str(config), "--output", str(out), "--mlflow-uri", mlflow_uri)
     assert result.exit_code == 0, result.output
     dataset = json.loads((out / "rag_quality" / "dataset.json").read_text())
     assert dataset["source"] == str(etl_like_run)

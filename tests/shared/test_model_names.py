@@ -10,7 +10,13 @@ import pytest
 
 from liquid_shared.models import ModelLoadError, ModelSpec
 from liquid_shared.models.loading import resolve_source
-from liquid_shared.offline import MINILM_ID, SMOLLM2_ID, bundled_alias, minilm_path, smollm2_cache_dir
+from liquid_shared.offline import (
+    MINILM_ID,
+    SMOLLM2_ID,
+    bundled_alias,
+    minilm_path,
+    smollm2_cache_dir,
+)
 
 
 @pytest.mark.parametrize("name", ["HuggingFaceTB/SmolLM2-135M-Instruct", "smollm2-135M-instruct", SMOLLM2_ID])
@@ -22,8 +28,8 @@ def test_standard_llm_names_resolve_to_the_bundled_copy(name, monkeypatch, tmp_p
 
 @pytest.mark.parametrize("name", ["all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "ALL-minilm-l6-v2"])
 def test_standard_embedding_names_resolve_to_the_bundled_copy(name):
-    from liquid_shared.embeddings import _resolve_model_path
     from liquid_lvm.encoder.model import resolve_base
+    from liquid_shared.embeddings import _resolve_model_path
 
     assert bundled_alias(name) == MINILM_ID
     assert _resolve_model_path(name) == str(minilm_path()) == resolve_base(name)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from liquid_shared.cli_options import renamed
+
 app = typer.Typer(help="Isotropic Gaussian retrieval encoder: a sentence-transformers base + a head trained with "
-                       "InfoNCE and SIGReg (LeJEPA's Epps-Pulley regulariser).", no_args_is_help=True)
+                       "InfoNCE and SIGReg (LeJEPA's Epps-Pulley regulariser).", no_args_is_help=True,
+                  add_completion=False, rich_markup_mode=None)
 console = Console(stderr=True)
 DEFAULT_BASE = "offline:all-minilm-l6-v2"
 
@@ -33,24 +36,24 @@ def _load_pairs(source: Path, split: str):
     raise ValueError(f"{source}: not a pairs JSONL file, an ETL run folder (qa_pairs.jsonl) or a BEIR folder")
 
 
-@app.command()
+@app.command(cls=renamed(out="--output", base="--embedding-model"))
 def train(
     source: Annotated[Path, typer.Argument(help="BEIR folder (qrels/<split>.tsv), ETL run folder (generated "
                                                 "questions, synthetic labels) or MS MARCO-style pairs JSONL.")],
-    out: Annotated[Path, typer.Option("--out", help="Folder for the sentence-transformers model.")],
-    base: Annotated[str, typer.Option(help="Base sentence-transformers model (alias or local folder).")] = DEFAULT_BASE,
+    out: Annotated[Path, typer.Option("--output", "-o", help="Folder for the sentence-transformers model.")],
+    base: Annotated[str, typer.Option("--embedding-model", help="Base sentence-transformers model (a standard name such as all-MiniLM-L6-v2, an alias, or a local folder).")] = DEFAULT_BASE,
     split: Annotated[str, typer.Option(help="BEIR qrels split to train on.")] = "train",
-    freeze: Annotated[str, typer.Option(help="frozen (head only, cached base vectors), last_n or full.")] = "frozen",
+    freeze: Annotated[Literal["frozen", "last_n", "full"], typer.Option(help="frozen (head only, cached base vectors), last_n or full.")] = "frozen",
     n_unfrozen: Annotated[int, typer.Option(help="last_n: transformer layers that train.")] = 2,
     out_dim: Annotated[int | None, typer.Option(help="Head output size (default: the base's).")] = None,
-    regulariser: Annotated[str, typer.Option(help="sigreg, covariance or none.")] = "sigreg",
+    regulariser: Annotated[Literal["sigreg", "covariance", "none"], typer.Option(help="sigreg, covariance or none.")] = "sigreg",
     lam: Annotated[float, typer.Option(help="Weight of the regulariser: (1-lam) InfoNCE + lam R.")] = 0.1,
     epochs: Annotated[int, typer.Option(min=1)] = 10,
     batch_size: Annotated[int, typer.Option(min=2)] = 64,
     lr_head: Annotated[float, typer.Option()] = 1e-3,
     lr_base: Annotated[float, typer.Option()] = 2e-5,
     seed: Annotated[int, typer.Option()] = 0,
-    hard_negatives: Annotated[str, typer.Option(help="none (in-batch negatives only) or bm25 (each pair also gets "
+    hard_negatives: Annotated[Literal["none", "bm25"], typer.Option(help="none (in-batch negatives only) or bm25 (each pair also gets "
                                                      "the best BM25 non-positive document of the set).")] = "none",
 ) -> None:
     """Train the encoder (the shared loop; torchrun for DDP) and save it as a sentence-transformers folder."""
@@ -88,10 +91,10 @@ def train(
                   f"saved to {out}")
 
 
-@app.command()
+@app.command(cls=renamed(model="--embedding-model"))
 def evaluate(
     beir_dir: Annotated[Path, typer.Argument(help="BEIR folder.")],
-    model: Annotated[str, typer.Option(help="Saved encoder folder or any sentence-transformers model.")] = DEFAULT_BASE,
+    model: Annotated[str, typer.Option("--embedding-model", help="Saved encoder folder or any sentence-transformers model (standard names of the bundled model work offline).")] = DEFAULT_BASE,
     split: Annotated[str, typer.Option(help="qrels split.")] = "test",
 ) -> None:
     """nDCG@10, Recall@10/100 and MRR@10 of a model on a BEIR split (full corpus)."""
@@ -111,14 +114,14 @@ def evaluate(
     Console().print(table)
 
 
-@app.command()
+@app.command(cls=renamed(out="--output"))
 def study(
     beir_dir: Annotated[Path, typer.Argument(help="BEIR folder with qrels/train.tsv and qrels/test.tsv.")],
-    out: Annotated[Path, typer.Option("--out", help="Folder for summary.json, significance CSVs, spectra.")],
+    out: Annotated[Path, typer.Option("--output", "-o", help="Folder for summary.json, significance CSVs, spectra.")],
     etl_run: Annotated[Path | None, typer.Option(help="ETL run over (a sample of) the corpus: the no-human-label "
                                                      "variants.")] = None,
     squad: Annotated[Path | None, typer.Option(help="SQuAD JSON: a second retrieval set.")] = None,
-    corpus: Annotated[str, typer.Option(help="full (all documents) or judged (only train/test-judged documents, "
+    corpus: Annotated[Literal["full", "judged"], typer.Option(help="full (all documents) or judged (only train/test-judged documents, "
                                              "not comparable with published numbers).")] = "full",
     epochs: Annotated[int, typer.Option(min=1)] = 15,
     seed: Annotated[int, typer.Option()] = 0,
@@ -145,10 +148,10 @@ def study(
     Console().print(json.dumps(result["summary"]["diagnostics"], indent=1, default=float)[:4000])
 
 
-@app.command("sample-corpus")
+@app.command("sample-corpus", cls=renamed(out="--output"))
 def sample_corpus(
     beir_dir: Annotated[Path, typer.Argument(help="BEIR folder.")],
-    out: Annotated[Path, typer.Option("--out", help="Folder to write corpus_sample.jsonl (the ETL's input).")],
+    out: Annotated[Path, typer.Option("--output", "-o", help="Folder to write corpus_sample.jsonl (the ETL's input).")],
     n_docs: Annotated[int, typer.Option(min=1)] = 300,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
