@@ -1,6 +1,6 @@
 """Fixtures shared by the whole suite, and the test tiers.
 
-Tiers (docs/testing.md): bare ``pytest`` runs the fast tier, everything not marked ``slow`` or as
+Tiers (README.md, "Tests in tiers"): bare ``pytest`` runs the fast tier, everything not marked ``slow`` or as
 needing a component (``llama_server``, ``browser``, ``ray``, ``torchrun``); ``make test`` runs
 every test with ``LIQUID_REQUIRE_COMPONENTS=1``, under which a test that needs a component and
 skips for want of it FAILS, so a missing server or browser cannot pass unnoticed. Tests are

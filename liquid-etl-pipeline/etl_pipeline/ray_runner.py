@@ -255,6 +255,7 @@ def run_on_ray(
     cpus_per_worker: int | None = None,
     events: RayEvents | None = None,
     track: bool = True,
+    experiment: str = "etl",
     num_cpus: int | None = None,
     object_store_memory: int | None = None,
     shutdown: bool | None = None,
@@ -268,22 +269,23 @@ def run_on_ray(
     """
     events = events or RayEvents()
     try:
-        return _run(config, address, workers, cpus_per_worker, events, track, num_cpus, object_store_memory, shutdown)
+        tracking = experiment if track else None  # the MLflow experiment, or None: not tracked
+        return _run(config, address, workers, cpus_per_worker, events, tracking, num_cpus, object_store_memory, shutdown)
     except FatalError as exc:
         return RunResult(exit_code=EXIT_FATAL, output_dir=config.output_dir, message=str(exc))
 
 
-def _run(config, address, workers, cpus_per_worker, events, track, num_cpus, object_store_memory, shutdown) -> RunResult:
+def _run(config, address, workers, cpus_per_worker, events, tracking, num_cpus, object_store_memory, shutdown) -> RunResult:
     """The driver holds the run folder's lock for the whole run, as a local run does (workers only
     write their own documents' shards, through temp-then-rename)."""
     try:
         with hold_output_lock(config.output_dir):
-            return _run_locked(config, address, workers, cpus_per_worker, events, track, num_cpus, object_store_memory, shutdown)
+            return _run_locked(config, address, workers, cpus_per_worker, events, tracking, num_cpus, object_store_memory, shutdown)
     except RunFolderError as exc:
         raise FatalError(str(exc)) from None
 
 
-def _run_locked(config, address, workers, cpus_per_worker, events, track, num_cpus, object_store_memory, shutdown) -> RunResult:
+def _run_locked(config, address, workers, cpus_per_worker, events, tracking, num_cpus, object_store_memory, shutdown) -> RunResult:
     started_wall = time.time()
     found, selected, replaced_input, store, work = prepare_run(config)  # the local run's rules, shared
     todo = work.todo
@@ -324,8 +326,8 @@ def _run_locked(config, address, workers, cpus_per_worker, events, track, num_cp
                              run_notes=_run_notes(found, work, replaced_input))
     failed = report["documents"]["failed"] + report["documents"]["missing"] + report["documents"]["refused"]
     result = RunResult(exit_code=EXIT_PARTIAL if failed else EXIT_OK, output_dir=config.output_dir, report=report)
-    if track:
-        result.report["mlflow"] = log_to_mlflow(config, result)
+    if tracking:
+        result.report["mlflow"] = log_to_mlflow(config, result, experiment=tracking)
         _write_report(config, result.report)
     return result
 
@@ -476,17 +478,19 @@ def _write_report(config: EtlConfig, report: dict[str, Any]) -> None:
 
 
 def run_cli(config: EtlConfig, console: Console, address: str, *, workers: int | None, cpus_per_worker: int | None,
-            quiet: bool, track: bool) -> int:
+            quiet: bool, track: bool, experiment: str = "etl") -> int:
     """``run_etl --ray ADDRESS``: the run with progress bars and the summary table; returns the exit code."""
     from etl_pipeline.progress import summary_table
 
     console.print(f"ETL on Ray ({address}) {config.input_dir} -> {config.output_dir} (profile {config.profile}, "
                   f"{config.effective_docs_in_flight} documents in flight per worker)")
     if quiet:
-        result = run_on_ray(config, address, workers=workers, cpus_per_worker=cpus_per_worker, track=track)
+        result = run_on_ray(config, address, workers=workers, cpus_per_worker=cpus_per_worker, track=track,
+                            experiment=experiment)
     else:
         with RichRayEvents(console) as events:
-            result = run_on_ray(config, address, workers=workers, cpus_per_worker=cpus_per_worker, events=events, track=track)
+            result = run_on_ray(config, address, workers=workers, cpus_per_worker=cpus_per_worker, events=events, track=track,
+                                experiment=experiment)
     if result.exit_code == EXIT_FATAL:
         console.print(f"[red]fatal:[/red] {result.message}")
         return EXIT_FATAL

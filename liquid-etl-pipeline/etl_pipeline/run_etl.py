@@ -7,7 +7,7 @@ offline models into ``data/runs/samples-offline``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -42,7 +42,7 @@ def main(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Run folder (default: data/runs/<input folder>-<profile>).")
     ] = None,
-    profile: Annotated[str, typer.Option(help="Model profile: 'offline' (SmolLM2-135M, no network), 'lfm2', or 'remote' (the OpenAI-compatible engine at LIQUID_OPENAI_BASE_URL: docs/models.md).")] = "offline",
+    profile: Annotated[Literal["offline", "lfm2", "remote"], typer.Option(help="Model profile: 'offline' (SmolLM2-135M, no network), 'lfm2', or 'remote' (the OpenAI-compatible engine at LIQUID_OPENAI_BASE_URL: docs/models.md).")] = "offline",
     concurrency: Annotated[int, typer.Option(help="LLM requests in flight per stage (the model's batch size).")] = 16,
     docs_in_flight: Annotated[
         int | None, typer.Option(help="Documents processed at once (default: the concurrency).")
@@ -77,14 +77,14 @@ def main(
     ] = None,
     categories: Annotated[str | None, typer.Option(help="Comma-separated classification labels.")] = None,
     llm_boundaries: Annotated[bool, typer.Option("--llm-boundaries", help="Let the model propose chunk boundaries.")] = False,
-    qa_mode: Annotated[str, typer.Option(
+    qa_mode: Annotated[Literal["abstractive", "extractive"], typer.Option(
         help="'abstractive' (default): the model writes question and answer freely; 'extractive': the answer is a span "
         "of the chunk, a question is written for it and kept only when a reader, answering under the copy constraint, "
         "finds the same span."
     )] = "abstractive",
     roundtrip_threshold: Annotated[float, typer.Option(
         help="Extractive mode: least token F1 (0-1) between the reader's span and the intended answer.")] = 0.5,
-    prompt_layout: Annotated[str, typer.Option(
+    prompt_layout: Annotated[Literal["instructions-first", "passage-first"], typer.Option(
         help="'instructions-first' (default): each stage's instructions, then the passage; 'passage-first': the "
         "passage, then the stage's instructions, so the prefix cache prefills a chunk's passage once for all its "
         "stages (fewer prompt tokens; the outputs' wording differs)."
@@ -97,6 +97,7 @@ def main(
     ] = None,
     temperature: Annotated[float, typer.Option(help="Sampling temperature; 0 = greedy decoding (reproducible).")] = 0.0,
     no_track: Annotated[bool, typer.Option("--no-track", help="Do not log the run to MLflow.")] = False,
+    experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "etl",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     ray: Annotated[
         str | None, typer.Option("--ray", metavar="ADDRESS", help="Distribute documents over Ray workers: 'local' starts a "
@@ -146,8 +147,8 @@ def main(
         from etl_pipeline.ray_runner import run_cli
 
         raise typer.Exit(run_cli(config, console, ray, workers=ray_workers, cpus_per_worker=ray_worker_cpus, quiet=quiet,
-                                 track=not no_track))
-    raise typer.Exit(_run(config, console, quiet=quiet, track=not no_track))
+                                 track=not no_track, experiment=experiment))
+    raise typer.Exit(_run(config, console, quiet=quiet, track=not no_track, experiment=experiment))
 
 
 def _role_models(values: list[str]) -> dict[str, str]:
@@ -160,16 +161,16 @@ def _role_models(values: list[str]) -> dict[str, str]:
     return out
 
 
-def _run(config: EtlConfig, console: Console, *, quiet: bool, track: bool) -> int:
+def _run(config: EtlConfig, console: Console, *, quiet: bool, track: bool, experiment: str) -> int:
     from etl_pipeline.progress import RichEvents, summary_table
     from etl_pipeline.runner import run
 
     console.print(f"ETL {config.input_dir} -> {config.output_dir} (profile {config.profile}, concurrency {config.concurrency})")
     if quiet:
-        result = run(config, track=track)
+        result = run(config, track=track, experiment=experiment)
     else:
         with RichEvents(console) as events:
-            result = run(config, events=events, on_documents=events.set_documents, track=track)
+            result = run(config, events=events, on_documents=events.set_documents, track=track, experiment=experiment)
     if result.exit_code == 1:
         console.print(f"[red]fatal:[/red] {result.message}")
         return 1

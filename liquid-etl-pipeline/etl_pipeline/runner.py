@@ -158,9 +158,10 @@ async def run_async(
     events: Events | None = None,
     on_documents: Any = None,
     track: bool = True,
+    experiment: str = "etl",
 ) -> RunResult:
     """Run the ETL in the running event loop: process the selected documents, merge the run
-    folder and (``track``) log it to MLflow. Never raises for bad input (see ``RunResult.exit_code``).
+    folder and (``track``) log it to MLflow under ``experiment``. Never raises for bad input (see ``RunResult.exit_code``).
 
     ``model_provider`` replaces the registry's models (tests pass a ``FunctionModel``);
     ``on_documents(total, skipped)`` is called once the work list is known.
@@ -169,7 +170,7 @@ async def run_async(
         with hold_output_lock(config.output_dir):
             result = await _run_locked(config, model_provider=model_provider, events=events, on_documents=on_documents)
             if track:  # MLflow's client blocks: off the event loop
-                result.report["mlflow"] = await asyncio.to_thread(log_to_mlflow, config, result)
+                result.report["mlflow"] = await asyncio.to_thread(log_to_mlflow, config, result, experiment)
                 write_json_atomic(config.output_dir / "report.json", result.report)
     except (FatalError, RunFolderError) as exc:
         return RunResult(exit_code=EXIT_FATAL, output_dir=config.output_dir, message=str(exc))
@@ -361,6 +362,7 @@ def run(
     events: Events | None = None,
     on_documents: Any = None,
     track: bool = True,
+    experiment: str = "etl",
 ) -> RunResult:
     """Run the ETL and wait for it; never raises for bad input (see ``RunResult.exit_code``).
 
@@ -368,7 +370,8 @@ def run(
     runs on its own event loop in a worker thread, and this call blocks until it is done. In async
     code, ``await run_async(...)`` is the non-blocking form.
     """
-    job = run_async(config, model_provider=model_provider, events=events, on_documents=on_documents, track=track)
+    job = run_async(config, model_provider=model_provider, events=events, on_documents=on_documents, track=track,
+                    experiment=experiment)
     try:
         asyncio.get_running_loop()
     except RuntimeError:  # no loop here: the usual script
@@ -377,7 +380,7 @@ def run(
         return pool.submit(asyncio.run, job).result()
 
 
-def log_to_mlflow(config: EtlConfig, result: RunResult) -> dict[str, Any]:
+def log_to_mlflow(config: EtlConfig, result: RunResult, experiment: str = "etl") -> dict[str, Any]:
     """Log the run's settings, counts and report to MLflow; a tracking failure is only reported."""
     try:
         from liquid_shared.tracking import start_run
@@ -385,7 +388,7 @@ def log_to_mlflow(config: EtlConfig, result: RunResult) -> dict[str, Any]:
         report = result.report
         params = config.model_dump(mode="json")
         with start_run(
-            "etl",
+            experiment,
             run_name=config.output_dir.name,
             params=params,
             tags={"etl.fingerprint": config.fingerprint(), "etl.status": result.status},

@@ -43,6 +43,7 @@ def main(
     merge: Annotated[bool, typer.Option("--merge", help="Also write merged weights to OUT/merged.")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in OUT.")] = False,
     no_track: Annotated[bool, typer.Option("--no-track", help="Do not log to MLflow.")] = False,
+    experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "finetune",
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress bars.")] = False,
 ) -> None:
     """LoRA supervised fine-tuning (PEFT + TRL's SFTTrainer) with the loss on assistant tokens only.
@@ -69,7 +70,7 @@ def main(
             learning_rate=learning_rate, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
             grad_accum=grad_accum, max_length=max_length, eval_steps=eval_steps,
             early_stopping_patience=patience or None, seed=seed, device=device, dtype=dtype, merge=merge,
-            resume=resume, track=not no_track, progress=not quiet)
+            resume=resume, track=not no_track, experiment=experiment, progress=not quiet)
         result = finetune(config)
     except ValidationError as exc:
         first = exc.errors()[0]

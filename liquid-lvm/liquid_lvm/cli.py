@@ -115,6 +115,7 @@ def train_cmd(
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/last.pt.")] = False,
     experiment: Annotated[str, typer.Option(help="MLflow experiment name.")] = "lvm_train",
+    no_track: Annotated[bool, typer.Option("--no-track", help="Do not log the run to MLflow.")] = False,
 ) -> None:
     """Train one model with the shared loop; the best checkpoint by validation Recall@10 is kept.
 
@@ -141,7 +142,7 @@ def train_cmd(
     tracking = (start_run(experiment, run_name=f"{model_type}-w{width}-d{depth}",
                           params={"model": mc.model_dump(), "loss": lc.model_dump(), "corpus": str(corpus_dir),
                                   "world_size": dist_info.world_size})
-                if dist_info.is_main else contextlib.nullcontext())
+                if dist_info.is_main and not no_track else contextlib.nullcontext())
     with tracking as run:
         model, result = fit_model(corpus, mc, tc, lc, checkpoint_dir=out, run=run, resume=resume)
     if not dist_info.is_main:
