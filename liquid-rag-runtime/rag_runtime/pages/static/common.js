@@ -64,15 +64,16 @@ const Pages = (() => {
   }
 
   class ApiError extends Error {
-    constructor(status, detail) { super(detail); this.status = status; }
+    constructor(status, detail, key) { super(detail); this.status = status; this.key = key; }
   }
 
   async function call(method, path, body) {
+    const key = getKey();
     const response = await fetch(path, { method, headers: headers(), body: body === undefined ? undefined : JSON.stringify(body) });
     if (!response.ok) {
       let detail = response.statusText;
       try { detail = (await response.json()).detail || detail; } catch (_) { /* not JSON */ }
-      throw new ApiError(response.status, typeof detail === "string" ? detail : JSON.stringify(detail));
+      throw new ApiError(response.status, typeof detail === "string" ? detail : JSON.stringify(detail), key);
     }
     return response;
   }
@@ -112,5 +113,11 @@ const Pages = (() => {
     box.append(form); box.classList.remove("hidden"); input.focus();
   }
 
-  return { el, marked, citedSpan, getKey, setKey, call, json, postEvents, keyForm, ApiError };
+  // After a 401: forget the key that was refused (not one given since), and ask for one.
+  function keyRefused(err, box, retry) {
+    if (getKey() === err.key) setKey("");
+    if (!getKey()) keyForm(box, retry); else retry();
+  }
+
+  return { keyRefused, el, marked, citedSpan, getKey, setKey, call, json, postEvents, keyForm, ApiError };
 })();

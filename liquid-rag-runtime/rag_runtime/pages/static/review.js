@@ -3,7 +3,7 @@
 "use strict";
 
 (() => {
-  const { el, marked, json, keyForm, ApiError } = Pages;
+  const { el, marked, json, ApiError } = Pages;
   const $ = (id) => document.getElementById(id);
   const NAME_STORE = "liquid.reviewer";
   const state = { reviewer: localStorage.getItem(NAME_STORE) || "", pair: null, busy: false, reasons: [] };
@@ -14,11 +14,8 @@
 
   function onError(err, retry) {
     state.busy = false;
-    if (err instanceof ApiError && err.status === 401) {
-      Pages.setKey("");
-      keyForm($("key-box"), retry);
-    }
     setStatus(err.message || String(err), true);
+    if (err instanceof ApiError && err.status === 401) Pages.keyRefused(err, $("key-box"), retry);
   }
 
   function showProgress(p) {

@@ -10,10 +10,9 @@
 
   function onError(err, retry) {
     if (err instanceof ApiError && err.status === 401) {
-      Pages.setKey("");
       pending = retry;
-      keyForm($("key-box"), () => { setStatus(""); if (pending) pending(); });
       setStatus(err.message, true);
+      Pages.keyRefused(err, $("key-box"), () => { setStatus(""); if (pending) pending(); });
     } else {
       setStatus(err.message || String(err), true);
     }
