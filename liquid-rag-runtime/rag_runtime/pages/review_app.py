@@ -73,9 +73,10 @@ def create_review_app(run_folder: str | Path, db: str | Path | None = None, *, a
         detail, errors = validation_message(list(exc.errors()))
         return JSONResponse(status_code=422, content={"detail": f"invalid request: {detail}", "errors": errors})
 
-    def next_pair(reviewer: str, exclude: set[str] = frozenset()) -> dict | None:
-        qa_id = queue.next_for(reviewer, store.current_verdicts(), exclude)
-        return None if qa_id is None else run.pairs[qa_id].to_page()
+    def next_and_progress(reviewer: str, exclude: set[str] = frozenset()) -> tuple[dict | None, dict]:
+        standing = store.current_verdicts()  # read once per request
+        qa_id = queue.next_for(reviewer, standing, exclude)
+        return (None if qa_id is None else run.pairs[qa_id].to_page()), queue.progress(reviewer, standing)
 
     def progress(reviewer: str) -> dict:
         return queue.progress(reviewer, store.current_verdicts())
@@ -96,7 +97,8 @@ def create_review_app(run_folder: str | Path, db: str | Path | None = None, *, a
 
     @app.post("/api/review/next", dependencies=[require_key])
     def get_next(req: ReviewerRequest) -> dict:
-        return {"pair": next_pair(req.reviewer), "progress": progress(req.reviewer)}
+        pair, done = next_and_progress(req.reviewer)
+        return {"pair": pair, "progress": done}
 
     @app.post("/api/review/judgments", dependencies=[require_key])
     def judge(req: JudgmentRequest) -> dict:
@@ -107,8 +109,9 @@ def create_review_app(run_folder: str | Path, db: str | Path | None = None, *, a
         saved = store.record(req.reviewer, req.qa_id, req.verdict, [r.value for r in req.reasons],
                              edited if edited and edited != pair.answer else None)
         queue.release(req.qa_id, req.reviewer)
+        following, done = next_and_progress(req.reviewer, {req.qa_id})
         return {"saved": saved.to_json(), "etl": pair.etl.to_json() if pair.etl else None,
-                "next": next_pair(req.reviewer, {req.qa_id}), "progress": progress(req.reviewer)}
+                "next": following, "progress": done}
 
     @app.post("/api/review/undo", dependencies=[require_key])
     def undo(req: ReviewerRequest) -> dict:

@@ -247,13 +247,16 @@ def write_report(run_folder: str | Path, db: str | Path, out_dir: str | Path,
     out = Path(out_dir)
     if out.resolve().is_relative_to(run.folder.resolve()):
         raise ValueError(f"the report folder {out} is inside the run folder {run.folder}; the run folder is never modified")
-    if not Path(db).is_file():
+    if Path(db).is_file():
+        store = ReviewStore(db)
+        try:
+            judgments = store.current()
+        finally:
+            store.close()
+    elif references:
+        judgments = []  # a report of the references alone
+    else:
         raise FileNotFoundError(f"judgments database {db} not found (review the run first: python -m rag_runtime review serve {run_folder})")
-    store = ReviewStore(db)
-    try:
-        judgments = store.current()
-    finally:
-        store.close()
     report = build_report(run, judgments, references, n_boot)
     out.mkdir(parents=True, exist_ok=True)
     records = accepted_records(run, judgments)

@@ -47,7 +47,10 @@
   }
 
   function afterPaint(started) {
-    requestAnimationFrame(() => window.__reviewTimings.push(performance.now() - started));
+    requestAnimationFrame(() => {
+      window.__reviewTimings.push(performance.now() - started);
+      document.body.dataset.judged = String(window.__reviewTimings.length);
+    });
   }
 
   async function loadNext() {
