@@ -246,3 +246,16 @@ def test_review_page_shows_markup_as_text_and_refuses_writes_without_the_key(bro
     assert page.evaluate("window.__pwned === undefined")
     assert not errors
     context.close()
+
+
+def test_the_api_docs_page_renders_offline(browser, search_server):
+    errors: list = []
+    context, page = _page(browser, errors)
+    outside = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith(search_server.url) else None)
+    page.goto(f"{search_server.url}/docs")
+    page.wait_for_selector(".swagger-ui .info .title", timeout=30_000)
+    assert "Liquid RAG runtime" in page.text_content(".swagger-ui .info .title")
+    assert page.locator(".opblock-summary-path", has_text="/search").count() >= 1
+    assert not [u for u in outside if not u.startswith("data:")]
+    context.close()

@@ -365,3 +365,24 @@ def test_script_text_survives_the_api_as_text(run_folder, tmp_path):
     app = create_review_app(run_folder, tmp_path / "j.sqlite")
     pair = next(p for p in app.state.run.pairs.values() if p.chunk == SCRIPT_CHUNK)
     assert pair.to_page()["chunk"] == SCRIPT_CHUNK  # sent as JSON data; the page puts it in with textContent
+
+
+def test_review_report_command_writes_the_report_and_names_bad_input(run_folder, tmp_path):
+    from typer.testing import CliRunner
+
+    from rag_runtime.cli import app
+
+    run = ReviewRun.load(run_folder)
+    db = tmp_path / "j.sqlite"
+    _judge_all(db, run, {"ann": {q: "accept" for q in run.pairs}, "bob": {q: "reject" for q in list(run.pairs)[:3]}})
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["review", "report", str(run_folder), "--db", str(db), "-o", str(out),
+                                      "--no-track", "--n-boot", "200"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["judged_pairs"] == len(run.pairs) and report["majority"]["tie"] == 3
+    assert (out / "accepted.parquet").is_file() and "## Agreement" in (out / "report.md").read_text()
+    bad = CliRunner().invoke(app, ["review", "report", str(tmp_path / "nowhere"), "--no-track"])
+    assert bad.exit_code == 2 and "does not exist" in bad.output
+    missing = CliRunner().invoke(app, ["review", "report", str(run_folder), "--db", str(tmp_path / "none.sqlite"), "--no-track"])
+    assert missing.exit_code == 2 and "none.sqlite not found" in missing.output
