@@ -188,3 +188,12 @@ def serve(
 
 def main() -> None:
     app()
+
+
+def _add_review_commands() -> None:
+    from rag_runtime.pages.review_cli import review_app
+
+    app.add_typer(review_app, name="review")
+
+
+_add_review_commands()

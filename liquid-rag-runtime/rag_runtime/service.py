@@ -214,6 +214,9 @@ def create_app(
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    from rag_runtime.pages.search_page import mount_search_page
+
+    mount_search_page(app)  # the /ui page and the offline /docs
     app.state.index = index
     app.state.limits = limits
     _add_middleware(app, registry, limits, max_body_bytes, cors_origins)
