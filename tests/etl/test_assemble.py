@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from etl_pipeline.assemble import ChunkOutputs, assemble_document, merge_taxonomies, validate_pair
 from etl_pipeline.grounding import grounding_score
@@ -71,6 +72,7 @@ def _assemble(qa: list[tuple[QAItem, JudgeOut | None]]):
     return chunks, assemble_document(chunks, outputs, chunk_vecs, q_vecs, codes, grounding_threshold=0.6, judge_threshold=0.5, dedup_threshold=0.9)
 
 
+@pytest.mark.slow
 def test_assembly_dedups_and_keeps_only_valid_pairs_for_fine_tuning():
     yes = JudgeOut(supported=True, score=5)
     qa = [

@@ -69,6 +69,7 @@ async def test_roundtrip_keeps_a_pair_only_when_the_reader_agrees(wrong: bool, t
             assert item.reader_answer == item.answer and item.roundtrip_f1 == 1.0
 
 
+@pytest.mark.slow
 def test_alpaca_export_follows_the_convention_field_by_field(tmp_path: Path):
     docs = tmp_path / "docs"
     docs.mkdir()

@@ -36,6 +36,7 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+@pytest.mark.slow
 def test_full_run_writes_every_output_consistently(sample_copy: Path, tmp_path: Path, scripted: ScriptedModels):
     out = tmp_path / "run"
     result = run(_config(sample_copy, out, concurrency=4), model_provider=scripted, track=False)
@@ -81,6 +82,7 @@ def test_every_stage_has_one_name_and_a_model_role():
     assert set(STAGE_ROLE.values()) == set(MODEL_ROLES_USED) and set(MODEL_ROLES_USED) <= set(ROLES)
 
 
+@pytest.mark.slow
 def test_concurrency_bounds_requests_per_stage_and_fills_batches(sample_copy: Path, tmp_path: Path):
     for limit in (1, 5):
         scripted = ScriptedModels(hold_until=limit)
@@ -231,6 +233,7 @@ def test_llm_boundaries_are_asked_for_long_sections(tmp_path: Path, scripted: Sc
     assert result.exit_code == EXIT_OK
 
 
+@pytest.mark.slow
 def test_run_is_logged_to_mlflow(sample_copy: Path, tmp_path: Path):
     import mlflow
 

@@ -106,6 +106,7 @@ def test_code_change_changes_the_fingerprint(monkeypatch: pytest.MonkeyPatch):
     assert EtlConfig().fingerprint() == before
 
 
+@pytest.mark.slow
 def test_a_changed_dtype_redoes_documents_and_says_which_setting_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from liquid_shared.config import get_settings
 
@@ -340,6 +341,7 @@ def test_a_long_document_is_kept_whole_by_default_and_a_cap_is_named(tmp_path: P
     assert capped.truncated and "max_chunks_per_doc" in " ".join(capped.warnings)
 
 
+@pytest.mark.slow
 def test_long_documents_go_through_the_stages_in_bounded_windows(tmp_path: Path):
     docs = tmp_path / "docs"
     docs.mkdir()

@@ -40,6 +40,7 @@ def test_codes_parse_and_index():
         TmdCode.parse("science.definition")
 
 
+@pytest.mark.slow
 def test_assignment_follows_the_meaning_of_the_text(assigner: TmdAssigner):
     texts = [
         "The doctor prescribed antibiotics for the infection and told the patient to rest and drink fluids.",

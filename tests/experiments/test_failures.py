@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from experiments_testkit import mlflow_runs, run_cli, write_config
 
 
+@pytest.mark.slow
 def test_bad_dataset_and_bad_config_values_fail_alone(hand_beir, tmp_path, mlflow_uri, in_tmp_project):
     config = write_config(tmp_path / "exp.toml", f"""
 [rag_quality]
@@ -38,6 +40,7 @@ limit = "three"
     assert parent.info.status == "FINISHED"
 
 
+@pytest.mark.slow
 def test_a_failure_inside_an_experiment_marks_its_mlflow_run_failed(tmp_path, mlflow_uri, in_tmp_project):
     """A BEIR folder whose qrels name a document that is not in the corpus: rag_quality fails while
     loading it, with the file and line, and its MLflow run ends FAILED with the error as a tag."""

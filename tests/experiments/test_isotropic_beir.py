@@ -28,6 +28,7 @@ def tiny_beir_with_train(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_every_head_against_the_untrained_base(tiny_beir_with_train, tiny_squad, tmp_path, mlflow_uri, in_tmp_project):
     base = make_tiny_base(tmp_path / "base")
     config = write_config(tmp_path / "exp.toml", f"""

@@ -70,6 +70,7 @@ def test_two_specs_of_one_model_are_both_counted(tiny_documents, tmp_path):
     assert cost_metrics(result)["model_loads"] == 2.0
 
 
+@pytest.mark.slow
 def test_every_default_variant_changes_something_against_the_baseline():
     """A default variant whose settings equal the ETL's defaults would measure the baseline twice
     (as `greedy`, temperature 0, once did: the ETL already decodes greedily)."""

@@ -7,11 +7,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 import experiments
 
 INTERNAL = re.compile(r"^\s*(from etl_pipeline\.\w+ import|import etl_pipeline\.|from liquid_shared\.models\.\w+ import)")
 
 
+@pytest.mark.slow
 def test_the_names_the_experiments_use_are_exported():
     import etl_pipeline
     import liquid_shared

@@ -41,6 +41,7 @@ n_boot = 500
 """
 
 
+@pytest.mark.slow
 def test_bm25_on_a_generated_beir_folder_gives_the_metrics_computed_by_hand(hand_beir, tmp_path, mlflow_uri,
                                                                              in_tmp_project):
     config = write_config(tmp_path / "exp.toml", BM25_TWICE)
@@ -75,6 +76,7 @@ def test_bm25_on_a_generated_beir_folder_gives_the_metrics_computed_by_hand(hand
     assert marker["status"] == "ok" and marker["run_id"]
 
 
+@pytest.mark.slow
 def test_a_planted_better_variant_is_significant_and_boosts_are_skipped_on_beir(paraphrase_beir, tmp_path, mlflow_uri,
                                                                                 in_tmp_project):
     """Queries that paraphrase their document share no word with it: BM25 scores 0 on all of them,
@@ -103,6 +105,7 @@ n_boot = 500
     assert "hybrid_boost" not in metrics
 
 
+@pytest.mark.slow
 def test_one_query_gives_metrics_and_says_why_there_are_no_tests(tmp_path, mlflow_uri, in_tmp_project):
     from liquid_shared.data import write_beir
 

@@ -14,6 +14,7 @@ n_boot = 500
 """
 
 
+@pytest.mark.slow
 def test_questions_of_an_etl_run_are_queries_for_their_source_chunks(etl_like_run, tmp_path, mlflow_uri,
                                                                       in_tmp_project):
     config = write_config(tmp_path / "exp.toml", CONFIG)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from experiments_testkit import mlflow_runs, run_cli, write_config
 
 
+@pytest.mark.slow
 def test_report_from_run_folders_and_from_mlflow(hand_beir, tmp_path, mlflow_uri, in_tmp_project):
     config = write_config(tmp_path / "exp.toml", """
 [rag_quality]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
 
+
+@pytest.mark.slow
 def test_trainer_logs_go_to_the_tracked_run(tmp_path):
     from mlflow.tracking import MlflowClient
 

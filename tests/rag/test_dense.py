@@ -25,6 +25,7 @@ def doc_vectors(rag_index):
     return rag_index.dense.encoder.encode([d.search_text for d in rag_index.store.docs])
 
 
+@pytest.mark.slow
 def test_flat_ranking_is_exact_inner_product_order(rag_index, doc_vectors):
     dense = rag_index.dense
     for query in QUERIES:

@@ -49,6 +49,7 @@ async def _asks(url: str, n: int, key: str = KEY) -> list[httpx.Response]:
         return await asyncio.gather(*(ac.post("/ask", json={"question": QUESTION}) for _ in range(n)))
 
 
+@pytest.mark.slow
 def test_asks_over_the_concurrency_limit_get_503_with_retry_after(rag_index):
     limits = ServiceLimits(max_concurrent_asks=2, ask_queue_timeout_s=0)
     with _server(rag_index, model=sleepy_model(1.5), limits=limits) as server:

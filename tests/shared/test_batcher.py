@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+import pytest
+
 from liquid_shared.models import ModelSpec
 from liquid_shared.models.backend import GenRequest, LocalLiquidModel
 from liquid_shared.models.batcher import MicroBatcher
@@ -21,6 +23,7 @@ def _backend(folder) -> LocalLiquidModel:
     return LocalLiquidModel(ModelSpec(model=str(folder), dtype="fp32"))
 
 
+@pytest.mark.slow
 async def test_free_slots_are_refilled_and_results_match_decoding_alone(tiny_lfm2_dir):
     backend = _backend(tiny_lfm2_dir)
     reqs = [_req(i, budget) for i, budget in enumerate([3, 20, 5, 20, 4, 12, 6, 9, 2, 15])]

@@ -26,6 +26,7 @@ def _stream(model, tok) -> DecodeStream:
     return DecodeStream(model, pad_id=tok.pad_token_id, eos_ids={tok.eos_token_id}, repetition_penalty=1.05)
 
 
+@pytest.mark.slow
 def test_rows_started_together_equal_generate_alone(causal_lm):
     name, model, tok = causal_lm
     budgets = [4, 24, 10, 24]  # uneven budgets: rows leave the batch at different steps
@@ -41,6 +42,7 @@ def test_rows_started_together_equal_generate_alone(causal_lm):
     assert stream.active == 0 and stream.cache is None
 
 
+@pytest.mark.slow
 def test_rows_joining_a_running_batch_equal_generate_alone(causal_lm):
     """Rows join mid-decode (one with a longer prompt than any running row, so the running rows'
     caches are left-padded), and others leave; every row still decodes as if alone."""
@@ -87,6 +89,7 @@ def test_padding_columns_are_trimmed_when_the_long_row_leaves(causal_lm):
         assert bool(stream.attention.all())
 
 
+@pytest.mark.slow
 def test_grammar_rows_and_free_rows_share_a_batch(causal_lm, smollm2_dir):
     name, model, tok = causal_lm
     schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20},
@@ -107,6 +110,7 @@ def test_grammar_rows_and_free_rows_share_a_batch(causal_lm, smollm2_dir):
     assert len(done["free"].tokens) <= 8
 
 
+@pytest.mark.slow
 def test_dropped_rows_leave_without_a_result(causal_lm):
     _, model, tok = causal_lm
     stream = _stream(model, tok)
@@ -121,6 +125,7 @@ def test_dropped_rows_leave_without_a_result(causal_lm):
     assert done[2].tokens == _alone(model, tok, _ids(tok, PROMPTS[1]), 10)
 
 
+@pytest.mark.slow
 def test_sampling_is_reproducible_with_a_seed(causal_lm):
     _, model, tok = causal_lm
     outs = []

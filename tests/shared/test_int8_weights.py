@@ -34,6 +34,7 @@ def test_int8_needs_an_fp32_cpu_model():
         int8_linear_layers(torch.nn.Sequential(torch.nn.Linear(4, 4)).to(torch.bfloat16))
 
 
+@pytest.mark.slow
 async def test_smollm2_in_int8_loads_smaller_and_answers_valid_cards():
     registry = ModelRegistry(budget_bytes=8 * 2**30)
     fp32 = registry.get(ModelSpec(model=SMOLLM2_ID, dtype="fp32"))

@@ -76,6 +76,7 @@ class Loose(BaseModel):
     flag: bool
 
 
+@pytest.mark.slow
 async def test_random_weights_always_give_valid_json_for_unbounded_schema(tiny_lfm2_dir):
     import asyncio
 

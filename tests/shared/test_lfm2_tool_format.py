@@ -142,6 +142,7 @@ def _decode(backend, ebnf: str, budget: int, seeds: range) -> list[str]:
     return [r.text for r in results]
 
 
+@pytest.mark.slow
 def test_grammar_constrained_decoding_of_random_lfm2_gives_parseable_calls(lfm2_backend):
     params = tighten_schema(LOOKUP.parameters_json_schema, 24, 4)
     ebnf = call_grammar([("lookup", params)], None)
@@ -155,6 +156,7 @@ def test_grammar_constrained_decoding_of_random_lfm2_gives_parseable_calls(lfm2_
         assert isinstance(call.args.get("exact", False), bool)
 
 
+@pytest.mark.slow
 def test_with_an_output_schema_each_step_is_a_call_or_the_final_json(lfm2_backend):
     params = tighten_schema(LOOKUP.parameters_json_schema, 24, 4)
     final = tighten_schema(Tag.model_json_schema(), 24, 4)
@@ -193,6 +195,7 @@ async def test_smollm2_keeps_the_json_convention(smollm2_dir):
     model.registry.cleanup()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("streamed", [False, True])
 async def test_an_agent_on_random_lfm2_calls_the_tool_with_typed_args_then_answers(tiny_lfm2_tools_dir, streamed):
     spec = ModelSpec(model=str(tiny_lfm2_tools_dir), dtype="fp32", temperature=0.0, max_new_tokens=16,

@@ -233,6 +233,7 @@ def test_sampling_on_one_row_equals_transformers_generate(smollm2_dir):
 
 
 # ------------------------------------------ 7. settings, control tokens
+@pytest.mark.slow
 async def test_stop_sequences_end_the_text_and_ignored_settings_warn_once(tiny_lfm2_dir):
     spec = ModelSpec(model=str(tiny_lfm2_dir), dtype="fp32", temperature=0.0, max_new_tokens=60)
     registry = ModelRegistry(budget_bytes=2**32)

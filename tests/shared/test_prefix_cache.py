@@ -53,6 +53,7 @@ def _decode(model, tok, rows: list[NewRow], cache: PrefixCache | None, admission
     return done, stream.stats
 
 
+@pytest.mark.slow
 def test_cached_prefixes_decode_like_whole_prompts(causal_lm):
     name, model, tok = causal_lm
     rows = _rows(tok)
@@ -76,6 +77,7 @@ def test_cached_prefixes_decode_like_whole_prompts(causal_lm):
     assert cache.report()["hits"] == report["hits"] + len(rows)
 
 
+@pytest.mark.slow
 def test_the_cache_stays_under_its_bound_and_evicts_the_oldest(causal_lm):
     name, model, tok = causal_lm
     rows = _rows(tok)
@@ -100,6 +102,7 @@ def test_the_cache_stays_under_its_bound_and_evicts_the_oldest(causal_lm):
     assert len(tiny) == 0 and tiny.report()["too_large"] == 1 and tiny.bytes_held == 0
 
 
+@pytest.mark.slow
 def test_rows_without_a_usable_prefix_are_prefilled_whole(causal_lm):
     _, model, tok = causal_lm
     rows = _rows(tok)

@@ -28,6 +28,7 @@ def _specs(dirs) -> tuple[ModelSpec, ModelSpec]:
     return ModelSpec(model=str(a), max_new_tokens=12), ModelSpec(model=str(b), max_new_tokens=12)
 
 
+@pytest.mark.slow
 async def test_several_agents_over_two_specs_load_exactly_two_models(tiny_llama_dirs):
     spec_a, spec_b = _specs(tiny_llama_dirs)
     registry = ModelRegistry(budget_bytes=2 * 2**30)

@@ -3,6 +3,7 @@ while the row decodes and the final one is validated; a streamed tool step still
 
 from __future__ import annotations
 
+import pytest
 from pydantic import BaseModel, Field
 from pydantic_ai import Agent
 
@@ -18,6 +19,7 @@ def _model(folder, **kw) -> LiquidModel:
     return LiquidModel(ModelSpec(model=str(folder), dtype="fp32", temperature=0.0, **kw), registry=ModelRegistry())
 
 
+@pytest.mark.slow
 async def test_structured_output_streams_and_validates(tiny_lfm2_dir):
     agent = Agent(_model(tiny_lfm2_dir), output_type=Note)
     partials = 0
@@ -28,6 +30,7 @@ async def test_structured_output_streams_and_validates(tiny_lfm2_dir):
     assert isinstance(output, Note) and partials > 1
 
 
+@pytest.mark.slow
 async def test_a_streamed_tool_step_calls_the_tool(tiny_lfm2_dir):
     agent = Agent(_model(tiny_lfm2_dir, require_tool_first=True, max_tool_rounds=1, max_new_tokens=16))
     calls: list[str] = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from enum import Enum
 
+import pytest
 from pydantic import BaseModel, Field
 from pydantic_ai import Agent
 
@@ -54,6 +55,7 @@ PROMPTS = [
 ]
 
 
+@pytest.mark.slow
 async def test_twenty_of_twenty_structured_outputs_in_running_loop():
     assert asyncio.get_running_loop().is_running()
     model = default_model()
@@ -72,6 +74,7 @@ async def test_twenty_of_twenty_structured_outputs_in_running_loop():
     assert max(get_registry().batch_sizes(model.spec)) > 1
 
 
+@pytest.mark.slow
 async def test_plain_text_output():
     agent = Agent(default_model())
     result = await agent.run("Write one short sentence about the sea.")

@@ -121,6 +121,7 @@ def _agent(folder, **spec) -> tuple[Agent, list[str]]:
     return agent, calls
 
 
+@pytest.mark.slow
 async def test_require_tool_first_and_max_tool_rounds_count_per_user_turn(tiny_dir):
     agent, calls = _agent(tiny_dir, require_tool_first=True, max_tool_rounds=1)
     first = await agent.run("Look up 'tide'.")

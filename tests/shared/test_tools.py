@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from pydantic import BaseModel, Field
 from pydantic_ai import Agent
 
@@ -13,6 +14,7 @@ class CapitalAnswer(BaseModel):
     capital: str = Field(max_length=40, description="The capital city, as reported by the tool")
 
 
+@pytest.mark.slow
 async def test_agent_calls_tool_with_valid_args_and_uses_result():
     calls: list[str] = []
     agent = Agent(
@@ -38,6 +40,7 @@ async def test_agent_calls_tool_with_valid_args_and_uses_result():
     assert "tool-call" in kinds and "tool-return" in kinds
 
 
+@pytest.mark.slow
 async def test_text_agent_with_tool_returns_text():
     agent = Agent(default_model(), instructions="Use the tool to get the time.", model_settings={"temperature": 0.0})
 

@@ -46,6 +46,7 @@ def _figure():
     return fig
 
 
+@pytest.mark.slow
 def test_run_written_inside_asyncio_run_is_readable_with_search_runs(sqlite_uri: str, in_tmp_project: Path) -> None:
     import mlflow
     import pandas as pd

@@ -78,6 +78,7 @@ CLIENT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_runs_from_two_processes_land_in_one_server_with_their_artifacts(server: Server, tmp_path: Path):
     from mlflow import MlflowClient
 
@@ -106,6 +107,7 @@ def test_runs_from_two_processes_land_in_one_server_with_their_artifacts(server:
     assert list((server.store / "artifacts").rglob("result.json"))
 
 
+@pytest.mark.slow
 def test_server_killed_mid_run_keeps_everything_in_the_local_copy(server: Server, tmp_path: Path):
     from mlflow import MlflowClient
 
