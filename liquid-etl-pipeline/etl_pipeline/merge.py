@@ -2,8 +2,11 @@
 
 Documents are taken in the order of their sources (sorted), records inside a document in chunk
 order, so merging the same shards always writes the same bytes; merging again after a crash is
-harmless (every file is replaced atomically, ``report.json`` last). This module writes the data
-files; ``faiss_index`` writes the index and ``run_report`` builds ``report.json``.
+harmless (every file is replaced atomically, ``report.json`` last). A merge killed mid-write
+leaves dot-named temporaries (``.<name>.<random>.tmp``) in the run folder, ``ft/`` or ``index/``;
+the next merge deletes them before it writes (``report.json`` lists them under
+``removed_temporaries``). This module writes the data files; ``faiss_index`` writes the index
+and ``run_report`` builds ``report.json``.
 
 Run folder layout::
 
@@ -39,7 +42,7 @@ from etl_pipeline.llm_stages import DocStats, StageStats
 from etl_pipeline.loaders import SourceItem
 from etl_pipeline.run_report import build_report
 from etl_pipeline.shards import ShardDamaged, ShardRecord, ShardStore
-from liquid_shared.atomic import write_json_atomic
+from liquid_shared.atomic import remove_temporaries, write_json_atomic
 from liquid_shared.schemas import (
     Chunk,
     ChunkMetadata,
@@ -130,6 +133,22 @@ def collect_shards(selected: Sequence[SourceItem], store: ShardStore) -> MergedR
     return merged
 
 
+MERGE_FOLDERS = ("", "ft", "index")
+"""The folders (relative to the run folder) the merge writes files into."""
+
+
+def remove_stale_temporaries(out) -> list[str]:
+    """Delete the temporaries an earlier, killed merge left in the folders it writes; returns their paths.
+
+    Safe because the merge runs under the run folder's lock: no other process writes there.
+    """
+    swept = []
+    for sub in MERGE_FOLDERS:
+        folder = out / sub if sub else out
+        swept.extend(f"{sub}/{name}" if sub else name for name in remove_temporaries(folder))
+    return swept
+
+
 def merge_run(
     config: EtlConfig,
     selected: Sequence[SourceItem],
@@ -147,6 +166,7 @@ def merge_run(
     into the report as they are; its ``errors`` also count towards a partial status.
     """
     out = config.output_dir
+    swept = remove_stale_temporaries(out)
     m = collect_shards(selected, store)
     write_jsonl(out / "chunks.jsonl", m.chunks)
     write_jsonl(out / "metadata.jsonl", m.metadata)
@@ -163,8 +183,9 @@ def merge_run(
         out / "manifest.json",
         {"fingerprint": config.fingerprint(), "input_dir": str(config.input_dir), "documents": m.manifest},
     )
+    notes = {**(run_notes or {}), "removed_temporaries": swept}
     report = build_report(
-        config, m, n_vectors=int(matrix.shape[0]), this_run=this_run, started_at=started_at, memory=memory, run_notes=run_notes
+        config, m, n_vectors=int(matrix.shape[0]), this_run=this_run, started_at=started_at, memory=memory, run_notes=notes
     )
     write_json_atomic(out / "report.json", report)
     return report

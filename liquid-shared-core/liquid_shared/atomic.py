@@ -9,13 +9,16 @@ target untouched and at most a dot-named temporary behind, which callers may swe
 * ``atomic_path(path)``: yields a temporary *path* for libraries that write by name
   (``faiss.write_index``), replaced over ``path`` on success;
 * ``write_bytes_atomic``, ``write_text_atomic``, ``write_json_atomic``: the one-call forms;
-* ``atomic_dir(path)``: yields a fresh temporary folder, swapped in for ``path`` on success.
+* ``atomic_dir(path)``: yields a fresh temporary folder, swapped in for ``path`` on success;
+* ``remove_temporaries(folder)``: deletes what killed writers of the helpers above left in a
+  folder (for a folder that one process owns, such as a locked run folder).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -28,10 +31,41 @@ __all__ = [
     "atomic_file",
     "atomic_path",
     "fsync_dir",
+    "remove_temporaries",
     "write_bytes_atomic",
     "write_json_atomic",
     "write_text_atomic",
 ]
+
+
+_TEMPORARY = re.compile(r"^\..+(\.tmp|\.tmp-\d+(\.old)?)$")
+"""The names this module gives its temporaries: ``atomic_path``'s ``.<name>.<random>.tmp`` and
+``atomic_dir``'s default ``.<name>.tmp-<pid>`` (and its ``.old`` twin during a swap)."""
+
+
+def remove_temporaries(folder: str | Path) -> list[str]:
+    """Delete the temporaries a killed atomic write left directly in ``folder``; returns their names.
+
+    Only the names this module's helpers make (see ``_TEMPORARY``) are touched, and only in
+    ``folder`` itself, not below it. A temporary of a writer that is still running would go too,
+    so call this only on a folder no other process writes to (a run folder under its lock).
+    A missing folder has none.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for entry in sorted(folder.iterdir()):
+        if not _TEMPORARY.match(entry.name):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry.name)
+    if removed:
+        fsync_dir(folder)
+    return removed
 
 
 def fsync_dir(path: str | Path) -> None:

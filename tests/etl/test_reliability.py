@@ -376,3 +376,34 @@ def test_run_summary_names_a_cap_when_one_is_asked_for(tmp_path: Path):
     rendered = console.file.getvalue()
     assert "truncated" in rendered and "max_chunks_per_doc=3" in rendered
 
+
+
+# a killed merge's temporaries ----------------------------------------------------------------
+
+_KILLED_MERGE = """
+import os, signal, sys
+from pathlib import Path
+from liquid_shared.atomic import atomic_file, atomic_path
+out = Path(sys.argv[1])
+# what a merge SIGKILLed mid-write leaves: its atomic helpers' temporaries beside the files it writes
+with atomic_file(out / "qa_pairs.jsonl", "w") as a, atomic_file(out / "ft" / "train.jsonl", "w") as b, \\
+        atomic_path(out / "index" / "chunks.faiss") as c:
+    a.write('{"half": '); b.write('{"messages": ['); a.flush(); b.flush(); c.write_bytes(b"IxF")
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_run_removes_the_temporaries_of_a_killed_merge(tmp_path: Path):
+    docs, out = _corpus(tmp_path / "docs"), tmp_path / "run"
+    assert _run(docs, out).exit_code == EXIT_OK
+    reference = _outputs(out)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "liquid-shared-core"), os.environ.get("PYTHONPATH", "")])}
+    killed = subprocess.run([sys.executable, "-c", _KILLED_MERGE, str(out)], env=env, timeout=60)
+    assert killed.returncode == -signal.SIGKILL
+    stale = sorted(str(p.relative_to(out)) for p in out.rglob(".*") if p.name != ".etl.lock")
+    assert len(stale) == 3 and {Path(s).parent.name for s in stale} == {"", "ft", "index"}, stale
+    result = _run(docs, out)  # nothing to redo: only the merge runs
+    assert result.exit_code == EXIT_OK and result.report["this_run"]["processed"] == 0
+    assert sorted(result.report["removed_temporaries"]) == stale
+    assert [p for p in out.rglob(".*") if p.name != ".etl.lock"] == []
+    assert _outputs(out) == reference

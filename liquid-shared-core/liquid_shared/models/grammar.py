@@ -23,13 +23,13 @@ class GrammarCache:
         self._info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size)
         self._compiler = xgr.GrammarCompiler(self._info)
         self._cache: dict[str, xgr.CompiledGrammar] = {}
-        self._copy = CopyGrammarCache()  # per-passage span grammars (``copy_constraint``)
+        self._copy = CopyGrammarCache(self._info)  # per-passage span grammars (``copy_constraint``)
         self._lock = threading.Lock()
         self.vocab_size = vocab_size
 
     def for_schema(self, schema: dict[str, Any]) -> xgr.CompiledGrammar:
         if has_copy_constraint(schema):
-            return self._copy.compile(self._compiler, schema)
+            return self._copy.compile(schema)
         # Not sort_keys: property order is the order the model writes fields in.
         key = json.dumps(schema)
         with self._lock:
