@@ -31,6 +31,7 @@ COMPARED_SETTINGS: tuple[str, ...] = (
 """Settings besides the model that change which pairs are generated and kept: a calibration made
 under other values is still shown, with the settings that differ named."""
 
+_UNVERIFIED = "fine-tuning data is unverified: "
 CALIBRATE_COMMAND = "python -m etl_pipeline.calibrate --input SQUAD.json"
 
 
@@ -106,7 +107,7 @@ def trust_statement(config: EtlConfig) -> dict[str, Any]:
     }
     if entry is None or entry.get("precision", {}).get("mean") is None:
         return {**base, "calibrated": False, "verified": False, "precision": None,
-                "message": (f"fine-tuning data is unverified: the kept-pair precision of this model with validation "
+                "message": (f"{_UNVERIFIED}the kept-pair precision of this model with validation "
                             f"profile '{config.validation_profile}' and QA mode '{config.qa_mode}' was never measured "
                             f"(run `{CALIBRATE_COMMAND}` with the same options)")}
     precision = entry["precision"]
@@ -115,7 +116,7 @@ def trust_statement(config: EtlConfig) -> dict[str, Any]:
     message = (f"calibrated kept-pair precision {_fmt(precision)} on {entry.get('source', 'a SQuAD file')} "
                f"(profile '{config.validation_profile}', QA mode '{config.qa_mode}')")
     if not verified:
-        message = f"fine-tuning data is unverified: {message}, below {config.min_precision:.2f}"
+        message = f"{_UNVERIFIED}{message}, below {config.min_precision:.2f}"
     if differ:
         message += f"; measured under other settings: {', '.join(differ)}"
     return {**base, "calibrated": True, "verified": verified, "precision": precision,
@@ -152,7 +153,8 @@ def ft_card(config: EtlConfig, statement: dict[str, Any], n_samples: int) -> str
              f"QA pairs that the ETL's validation kept: profile `{config.validation_profile}`, QA mode "
              f"`{config.qa_mode}`, model profile `{config.profile}`.", "",
              "## How far to trust it", "",
-             ("**Verified**: " if statement["verified"] else "**Unverified**: ") + statement["message"] + ".", ""]
+             ("**Verified**: " if statement["verified"] else "**Unverified**: ")
+             + statement["message"].removeprefix(_UNVERIFIED) + ".", ""]
     if statement["calibrated"]:
         lines += [f"- precision (kept pairs whose answer has token F1 >= 0.5 with a human answer): "
                   f"{_fmt(statement['precision'])}"]
