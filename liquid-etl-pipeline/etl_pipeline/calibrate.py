@@ -175,10 +175,10 @@ def calibrate(base: EtlConfig, squad: Path, *, articles: list[int] | None = None
 
 
 def _fmt(e: dict[str, Any]) -> str:
-    if e["n"] == 0:
-        return "n=0"
-    if e["n"] == 1:
-        return f"{e['mean']:.3f} (n=1)"
+    if e["n"] == 0 or e["mean"] is None:
+        return f"- (n={e['n']})"
+    if e["n"] == 1 or e["low"] is None:
+        return f"{e['mean']:.3f} (n={e['n']})"
     return f"{e['mean']:.3f} [{e['low']:.3f}, {e['high']:.3f}] (n={e['n']})"
 
 

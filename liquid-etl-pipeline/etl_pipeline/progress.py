@@ -98,7 +98,8 @@ def summary_table(report: dict[str, Any]) -> Table:
     trust = report.get("trust")
     if trust:
         label = "trust" if trust["verified"] else "[yellow]unverified"
-        value = f"{trust['precision']['mean']:.2f}" if trust.get("precision") else "never measured"
+        mean = (trust.get("precision") or {}).get("mean")
+        value = f"{mean:.2f}" if isinstance(mean, int | float) and mean == mean else "unmeasured"
         table.add_row(label, value, trust["message"][:160])
     table.add_row("throughput", f"{run['chunks_per_minute']:.1f}", "chunks/min this run")
     table.add_row("peak memory", f"{report['memory']['peak_rss_bytes'] / 2**20:.0f} MiB", "")

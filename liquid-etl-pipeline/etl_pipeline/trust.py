@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -94,8 +95,22 @@ def lookup(config: EtlConfig) -> dict[str, Any] | None:
         return None
 
 
+def _defined(x: Any) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x)
+
+
 def _fmt(ci: dict[str, Any]) -> str:
+    if not _defined(ci.get("mean")):
+        return f"undefined (n={ci.get('n', 0)})"
+    if not (_defined(ci.get("low")) and _defined(ci.get("high"))):
+        return f"{ci['mean']:.2f} (n={ci['n']}, no interval)"
     return f"{ci['mean']:.2f} [{ci['low']:.2f}, {ci['high']:.2f}] (n={ci['n']})"
+
+
+def _precision(statement: dict[str, Any]) -> float | None:
+    """The calibrated precision, or None where none was measured or no pair was kept."""
+    p = statement.get("precision") or {}
+    return p["mean"] if _defined(p.get("mean")) else None
 
 
 def trust_statement(config: EtlConfig) -> dict[str, Any]:
@@ -105,17 +120,22 @@ def trust_statement(config: EtlConfig) -> dict[str, Any]:
         "validation_profile": config.validation_profile, "qa_mode": config.qa_mode,
         "min_precision": config.min_precision, "calibration_file": str(calibration_file(config)),
     }
-    if entry is None or entry.get("precision", {}).get("mean") is None:
+    if entry is None:
         return {**base, "calibrated": False, "verified": False, "precision": None,
                 "message": (f"{_UNVERIFIED}the kept-pair precision of this model with validation "
                             f"profile '{config.validation_profile}' and QA mode '{config.qa_mode}' was never measured "
                             f"(run `{CALIBRATE_COMMAND}` with the same options)")}
-    precision = entry["precision"]
+    precision = entry.get("precision") or {}
     differ = changed_settings(entry.get("settings", {}), compared_settings(config))
-    verified = precision["mean"] >= config.min_precision
+    measured = _defined(precision.get("mean"))
+    verified = measured and precision["mean"] >= config.min_precision
     message = (f"calibrated kept-pair precision {_fmt(precision)} on {entry.get('source', 'a SQuAD file')} "
                f"(profile '{config.validation_profile}', QA mode '{config.qa_mode}')")
-    if not verified:
+    if not measured:
+        message = (f"{_UNVERIFIED}the calibration on {entry.get('source', 'a SQuAD file')} kept no pair of "
+                   f"{entry.get('generated', '?')} generated (profile '{config.validation_profile}', QA mode "
+                   f"'{config.qa_mode}'), so the precision of kept pairs is unknown")
+    elif not verified:
         message = f"{_UNVERIFIED}{message}, below {config.min_precision:.2f}"
     if differ:
         message += f"; measured under other settings: {', '.join(differ)}"
@@ -134,12 +154,12 @@ def check_required_precision(config: EtlConfig) -> dict[str, Any]:
     need = config.require_precision
     if need is None:
         return statement
-    if not statement["calibrated"]:
+    if not statement["calibrated"] or _precision(statement) is None:
         raise PrecisionRequirementError(
             f"--require-precision {need}: the kept-pair precision of this model with validation profile "
-            f"'{config.validation_profile}' and QA mode '{config.qa_mode}' was never measured, so no fine-tuning "
+            f"'{config.validation_profile}' and QA mode '{config.qa_mode}' was never measured or kept no pair, so no fine-tuning "
             f"data is written (measure it with `{CALIBRATE_COMMAND}`)")
-    if statement["precision"]["mean"] < need:
+    if _precision(statement) < need:
         raise PrecisionRequirementError(
             f"--require-precision {need}: the calibrated kept-pair precision is {_fmt(statement['precision'])}, "
             f"below it, so no fine-tuning data is written (try --validation-profile precision or another model)")

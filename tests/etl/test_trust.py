@@ -101,3 +101,14 @@ def test_cli_require_precision_refuses_an_uncalibrated_model(sample_copy, tmp_pa
     assert proc.returncode == 1, proc.stderr
     assert "--require-precision 0.8" in proc.stderr and "never measured" in proc.stderr
     assert not (out / "ft").exists()
+
+
+def test_a_calibration_that_kept_no_pair_is_unverified_and_fails_a_requirement(sample_copy, tmp_path, calibrations):
+    cfg = _config(sample_copy, tmp_path / "run", require_precision=0.5)
+    trust_mod.save_calibration(cfg, {"precision": {"mean": None, "low": None, "high": None, "n": 0}, "generated": 57,
+                                     "source": "a test file"})
+    statement = trust_mod.trust_statement(cfg)
+    assert statement["calibrated"] and not statement["verified"]
+    assert "kept no pair of 57 generated" in statement["message"]
+    with pytest.raises(trust_mod.PrecisionRequirementError, match="kept no pair"):
+        trust_mod.check_required_precision(cfg)

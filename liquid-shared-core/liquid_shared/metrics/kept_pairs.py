@@ -10,7 +10,7 @@ the generator or the validator being measured. Then, over the generated pairs:
 
 Each comes with a 95 % percentile bootstrap interval over its own units (kept pairs, right pairs,
 chunks) and its n; with fewer than two units the interval is NaN and the mean is the one value,
-or NaN with none. The ETL's calibration and a review of pages both use this module.
+or NaN with none (None in ``to_dict``). The ETL's calibration and a review of pages both use this module.
 """
 
 from __future__ import annotations
@@ -37,8 +37,10 @@ class Estimate:
     high: float
     n: int
 
-    def to_dict(self) -> dict[str, float | int]:
-        return {k: (round(v, 4) if isinstance(v, float) and math.isfinite(v) else v) for k, v in asdict(self).items()}
+    def to_dict(self) -> dict[str, float | int | None]:
+        """JSON-ready: rounded, with None where a value is undefined (NaN)."""
+        return {k: (v if not isinstance(v, float) else round(v, 4) if math.isfinite(v) else None)
+                for k, v in asdict(self).items()}
 
 
 def estimate(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> Estimate:
