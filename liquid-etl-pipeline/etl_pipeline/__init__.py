@@ -5,7 +5,8 @@
     result.exit_code, result.report["counts"]
 
 Command line: ``python -m etl_pipeline.run_etl --help``; quality checks of a finished run:
-``python -m etl_pipeline.quality RUN_DIR``. See docs/etl_pipeline.md.
+``python -m etl_pipeline.quality RUN_DIR``; how many kept QA pairs are right, on a SQuAD file:
+``python -m etl_pipeline.calibrate --input SQUAD.json``. See docs/etl_pipeline.md.
 
 Names are imported lazily, so ``import etl_pipeline`` stays cheap and ``python -m`` on a
 submodule does not import it twice.
@@ -51,6 +52,9 @@ _EXPORTS = {
     "near_duplicate_mask": "etl_pipeline.dedup",
     "RichEvents": "etl_pipeline.progress",
     "run_on_ray": "etl_pipeline.ray_runner",
+    "calibrate": "etl_pipeline.calibrate",
+    "trust_statement": "etl_pipeline.trust",
+    "PRECISION_CHECKS": "etl_pipeline.precision_checks",
 }
 
 __all__ = sorted(_EXPORTS)

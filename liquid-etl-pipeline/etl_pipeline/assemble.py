@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from etl_pipeline import precision_checks as checks
 from etl_pipeline.dedup import near_duplicate_mask
 from etl_pipeline.extractive import ExtractiveItem
 from etl_pipeline.grounding import grounding_score, well_formed
@@ -78,7 +79,7 @@ def judge_score_of(judge: JudgeOut) -> float:
 def validate_pair(
     item: QAItem, judge: JudgeOut | None, chunk: Chunk, *, grounding_threshold: float, judge_threshold: float
 ) -> tuple[bool, bool, float | None, float, list[str]]:
-    """``(valid, grounded, judge_score, grounding_score, reasons)`` of one QA pair."""
+    """``(valid, grounded, judge_score, grounding_score, reasons)`` of one QA pair (the ``standard`` profile)."""
     reasons = well_formed(item.question, item.answer)
     g = grounding_score(item.answer, chunk.text)
     grounded = g >= grounding_threshold
@@ -98,6 +99,37 @@ def validate_pair(
             reasons.append(f"judge: {verdict}, score {judge.score}/5 -> {judge_score:.2f} < {judge_threshold:.2f}")
     valid = not reasons
     return valid, grounded, judge_score, g, reasons
+
+
+@dataclass(frozen=True)
+class DocumentView:
+    """What the ``precision`` profile's retrieval check needs of a pair's document."""
+
+    texts: list[str]
+    vectors: np.ndarray | None
+
+
+def precision_reasons(item: QAItem, chunk_index: int, doc: DocumentView,
+                      question_vector: np.ndarray | None) -> tuple[list[str], str | None]:
+    """``(reasons, answer_span)`` of the ``precision`` profile's own checks (``precision_checks``),
+    every check evaluated (none short-circuits), so the report counts each check's rejections."""
+    chunk_text = doc.texts[chunk_index]
+    reasons = [r for r in (
+        checks.retrieval_reason(item.question, chunk_index, doc.texts, question_vector, doc.vectors),
+        checks.answer_in_question_reason(item.question, item.answer),
+        checks.prompt_copy_reason(item.question, chunk_text),
+    ) if r]
+    span_reason, span = checks.answer_span_reason(item.answer, chunk_text)
+    if span_reason:
+        reasons.append(span_reason)
+    length = checks.answer_length_reason(span or item.answer)
+    if length:
+        reasons.append(length)
+    if isinstance(item, ExtractiveItem):
+        reader = checks.reader_exact_reason(item.reader_answer, item.answer)
+        if reader:
+            reasons.append(reader)
+    return reasons, span
 
 
 def _taxonomy_tree(paths: list[list[tuple[str, str]]]) -> dict[str, Any]:
@@ -153,14 +185,20 @@ def assemble_document(
     grounding_threshold: float,
     judge_threshold: float,
     dedup_threshold: float,
+    validation_profile: str = "standard",
 ) -> DocRecords:
-    """Build every record of one document. ``question_vectors`` follow the QA order of ``outputs``."""
+    """Build every record of one document. ``question_vectors`` follow the QA order of ``outputs``.
+
+    ``validation_profile``: ``standard`` (well formed, grounded, the judge where it gates, the
+    extractive roundtrip) or ``precision`` (those plus ``precision_checks``; a valid pair's
+    fine-tuning answer is then its span of the chunk)."""
     metadata: list[ChunkMetadata] = []
     summaries: list[Summary] = []
     final_chunks: list[Chunk] = []
     paths: list[list[tuple[str, str]]] = []
     qa_rows: list[tuple[Chunk, QAItem, JudgeOut | None]] = []
-    for chunk, tmd in zip(chunks, tmd_codes, strict=True):
+    row_chunk_index: list[int] = []
+    for chunk_index, (chunk, tmd) in enumerate(zip(chunks, tmd_codes, strict=True)):
         out = outputs.get(chunk.chunk_id, ChunkOutputs())
         meta, meta_source = out.metadata or (MetadataOut(tags=[], keywords=[], entities=[], importance="medium"), "fallback")
         category = out.category[0] if out.category else None
@@ -194,6 +232,7 @@ def assemble_document(
         )
         final_chunks.append(chunk.model_copy(update={"metadata": {**chunk.metadata, "tmd": tmd.code, "category": category}}))
         qa_rows.extend((chunk, item, judge) for item, judge in out.qa)
+        row_chunk_index.extend(chunk_index for _ in out.qa)
 
     keep = near_duplicate_mask([item.question for _, item, _ in qa_rows], question_vectors, dedup_threshold)
     qa_pairs: list[QAPair] = []
@@ -201,7 +240,8 @@ def assemble_document(
     samples: list[FineTuneSample] = []
     seen_ids: set[str] = set()
     duplicates = 0
-    for (chunk, item, judge), kept in zip(qa_rows, keep, strict=True):
+    doc_view = DocumentView([c.text for c in chunks], np.asarray(chunk_vectors) if len(chunk_vectors) else None)
+    for row, ((chunk, item, judge), kept) in enumerate(zip(qa_rows, keep, strict=True)):
         qa_id = QAPair.make_id(chunk.chunk_id, item.question, item.answer)
         if not kept or qa_id in seen_ids:
             duplicates += 1
@@ -218,10 +258,17 @@ def assemble_document(
         valid, grounded, judge_score, g, reasons = validate_pair(
             item, judge, chunk, grounding_threshold=grounding_threshold, judge_threshold=judge_threshold
         )
+        span = None
+        if validation_profile == "precision":
+            q_vec = question_vectors[row] if row < len(question_vectors) else None
+            extra, span = precision_reasons(item, row_chunk_index[row], doc_view, q_vec)
+            reasons = reasons + extra
+            valid = not reasons
         qa_pairs.append(pair)
         validations.append(
             ValidationResult(
-                qa_id=qa_id, valid=valid, grounded=grounded, judge_score=judge_score, grounding_score=g, reasons=reasons
+                qa_id=qa_id, valid=valid, grounded=grounded, judge_score=judge_score, grounding_score=g, reasons=reasons,
+                answer_span=span if span is not None and span != item.answer else None,
             )
         )
         if valid:
@@ -233,7 +280,7 @@ def assemble_document(
                     messages=[
                         ChatMessage(role="system", content=FT_SYSTEM_PROMPT),
                         ChatMessage(role="user", content=ft_user_message(chunk, item.question)),
-                        ChatMessage(role="assistant", content=item.answer),
+                        ChatMessage(role="assistant", content=span or item.answer),
                     ],
                 )
             )

@@ -53,6 +53,7 @@ RECORD_SHAPING_MODULES: tuple[str, ...] = (
     "etl_pipeline/grounding.py",
     "etl_pipeline/llm_stages.py",
     "etl_pipeline/loaders.py",
+    "etl_pipeline/precision_checks.py",
     "etl_pipeline/sentences.py",
     "etl_pipeline/stage_outputs.py",
     "etl_pipeline/text_decoding.py",
@@ -112,6 +113,21 @@ class EtlConfig(BaseModel):
         "'passage-first': a common system text and the passage first, the stage's instructions and output fields "
         "after it (the cache reuses each chunk's passage across its stages; fewer prefill tokens, other wording of "
         "the outputs: docs/benchmarks.md).",
+    )
+    validation_profile: Literal["standard", "precision"] = Field(
+        "standard",
+        description="'standard': well formed, grounded, the judge where it gates, the extractive roundtrip; "
+        "'precision': those plus checks that use no LLM (the question retrieves its own chunk first, does not hold "
+        "its answer, is no prompt example or copy of the first sentence; the answer is a span of the chunk; the "
+        "reader's span is exactly the intended one): fewer pairs, more of them right (docs/results.md).",
+    )
+    min_precision: float = Field(
+        0.8, ge=0, le=1, description="Below this calibrated kept-pair precision (or with none measured) the run warns "
+        "that its fine-tuning data is unverified.",
+    )
+    require_precision: float | None = Field(
+        None, ge=0, le=1, description="Refuse to run (and so to write fine-tuning data) unless the calibrated "
+        "kept-pair precision of the model and validation profile reaches this; None = no requirement.",
     )
     roundtrip_threshold: float = Field(
         0.5, ge=0, le=1, description="Extractive mode: least token F1 between the reader's span and the intended answer."
@@ -221,7 +237,8 @@ class EtlConfig(BaseModel):
 
 
 _SPEED_ONLY = {"input_dir", "output_dir", "concurrency", "docs_in_flight", "limit", "dry_run", "chunk_window", "force",
-               "prefix_cache_mb"}
+               "prefix_cache_mb", "min_precision", "require_precision"}
+# min_precision and require_precision only decide what a run says about its records and whether it runs
 
 
 @lru_cache(maxsize=64)

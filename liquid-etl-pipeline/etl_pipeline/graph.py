@@ -314,6 +314,7 @@ async def finalize_document(state: DocState, deps: PipelineDeps, outputs: list[S
         grounding_threshold=cfg.grounding_threshold,
         judge_threshold=cfg.effective_judge_threshold,
         dedup_threshold=cfg.dedup_threshold,
+        validation_profile=cfg.validation_profile,
     )
     n_valid = sum(1 for v in records.validations if v.valid)
     counts = {

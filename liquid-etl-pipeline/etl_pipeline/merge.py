@@ -42,7 +42,8 @@ from etl_pipeline.llm_stages import DocStats, StageStats
 from etl_pipeline.loaders import SourceItem
 from etl_pipeline.run_report import build_report
 from etl_pipeline.shards import ShardDamaged, ShardRecord, ShardStore
-from liquid_shared.atomic import remove_temporaries, write_json_atomic
+from etl_pipeline.trust import ft_card, trust_statement
+from liquid_shared.atomic import remove_temporaries, write_json_atomic, write_text_atomic
 from liquid_shared.schemas import (
     Chunk,
     ChunkMetadata,
@@ -176,6 +177,8 @@ def merge_run(
     write_jsonl(out / "ft" / "samples.jsonl", m.samples)
     write_jsonl(out / "ft" / "train.jsonl", [s.to_chat_json() for s in m.samples])
     write_jsonl(out / "ft" / "train_alpaca.jsonl", [s.to_alpaca_json() for s in m.samples])
+    trust = trust_statement(config)
+    write_text_atomic(out / "ft" / "README.md", ft_card(config, trust, len(m.samples)))
     matrix = np.concatenate(m.vectors) if m.vectors else np.zeros((0, dim), dtype=np.float32)
     write_faiss_index(out / "index", matrix, [c.chunk_id for c in m.chunks], index_rows(m.chunks, m.metadata), dim)
     write_json_atomic(out / "taxonomy.json", merge_taxonomies(m.trees))
@@ -185,7 +188,8 @@ def merge_run(
     )
     notes = {**(run_notes or {}), "removed_temporaries": swept}
     report = build_report(
-        config, m, n_vectors=int(matrix.shape[0]), this_run=this_run, started_at=started_at, memory=memory, run_notes=notes
+        config, m, n_vectors=int(matrix.shape[0]), this_run=this_run, started_at=started_at, memory=memory, run_notes=notes,
+        trust=trust,
     )
     write_json_atomic(out / "report.json", report)
     return report

@@ -92,6 +92,15 @@ def summary_table(report: dict[str, Any]) -> Table:
     skipped = report.get("skipped_sources", [])
     if skipped:
         table.add_row("skipped", str(len(skipped)), "; ".join(f"{s['source']}: {s['reason']}" for s in skipped)[:120])
+    rejected = (report.get("validation") or {}).get("rejected_by_check")
+    if rejected:
+        table.add_row("rejected", str(counts["qa_invalid"]), ", ".join(f"{k} {v}" for k, v in rejected.items())[:120])
+    trust = report.get("trust")
+    if trust:
+        label = "trust" if trust["verified"] else "[yellow]unverified"
+        mean = (trust.get("precision") or {}).get("mean")
+        value = f"{mean:.2f}" if isinstance(mean, int | float) and mean == mean else "unmeasured"
+        table.add_row(label, value, trust["message"][:160])
     table.add_row("throughput", f"{run['chunks_per_minute']:.1f}", "chunks/min this run")
     table.add_row("peak memory", f"{report['memory']['peak_rss_bytes'] / 2**20:.0f} MiB", "")
     for err in report["errors"][:8]:

@@ -6,6 +6,7 @@ offline models into ``data/runs/samples-offline``.
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -22,6 +23,11 @@ EPILOG = (
     "1 = fatal (bad input folder, no documents, a model that cannot load); 2 = usage error (bad options). "
     "Re-running with the same output folder skips unchanged documents and resumes a killed run."
 )
+
+class ValidationProfile(str, Enum):
+    standard = "standard"
+    precision = "precision"
+
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
@@ -89,6 +95,17 @@ def main(
         "passage, then the stage's instructions, so the prefix cache prefills a chunk's passage once for all its "
         "stages (fewer prompt tokens; the outputs' wording differs)."
     )] = "instructions-first",
+    validation_profile: Annotated[ValidationProfile, typer.Option(
+        help="'standard': well formed, grounded, the judge where it gates, the extractive roundtrip; 'precision': "
+        "those plus checks without an LLM (the question retrieves its own chunk first by BM25 and embedding, does not "
+        "hold its answer, is no prompt example or copy of the first sentence; the answer is a span of the chunk; the "
+        "reader's span is exactly the intended one): fewer pairs, more of them right.")] = ValidationProfile.standard,
+    min_precision: Annotated[float, typer.Option(
+        help="Warn that the fine-tuning data is unverified when the calibrated kept-pair precision of the model and "
+        "validation profile is below this (0-1), or was never measured (python -m etl_pipeline.calibrate).")] = 0.8,
+    require_precision: Annotated[float | None, typer.Option(
+        help="Refuse to run, and so to write fine-tuning data, unless the calibrated kept-pair precision of the model "
+        "and validation profile reaches this (0-1).")] = None,
     grounding_threshold: Annotated[
         float, typer.Option(help="Least share (0-1) of a QA answer's content words that must occur in its chunk.")
     ] = 0.6,
@@ -130,6 +147,9 @@ def main(
         "qa_mode": qa_mode,
         "roundtrip_threshold": roundtrip_threshold,
         "prompt_layout": prompt_layout,
+        "validation_profile": validation_profile.value,
+        "min_precision": min_precision,
+        "require_precision": require_precision,
     }
     if stages is not None:
         fields["stages"] = _split(stages)
@@ -181,6 +201,12 @@ def _run(config: EtlConfig, console: Console, *, quiet: bool, track: bool, exper
             + ", ".join(changed["settings"])
         )
     Console().print(summary_table(result.report))
+    trust = result.report.get("trust")
+    if trust:
+        from rich.markup import escape
+
+        style = "green" if trust["verified"] else "yellow"
+        console.print(f"[{style}]{escape(trust['message'])}[/{style}]")
     console.print(f"outputs in {result.output_dir} — status {result.status}")
     return result.exit_code
 

@@ -8,10 +8,12 @@ damaged and re-done, which setting changed since the shards were written).
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from etl_pipeline.chunking import boundary_report
 from etl_pipeline.config import EtlConfig
+from etl_pipeline.precision_checks import reason_code
 
 if TYPE_CHECKING:
     from etl_pipeline.merge import MergedRun
@@ -26,6 +28,7 @@ def build_report(
     started_at: float,
     memory: dict[str, Any],
     run_notes: dict[str, Any] | None = None,
+    trust: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     notes = dict(run_notes or {})
     errors = list(notes.pop("errors", [])) + m.errors
@@ -47,6 +50,14 @@ def build_report(
         "index_vectors": n_vectors,
     }
     documents = {**m.doc_counts, "refused": sum(1 for e in errors if e.get("stage") == "discover")}
+    rejections: Counter[str] = Counter()
+    for v in m.validations:
+        rejections.update({reason_code(r) for r in v.reasons})
+    validation = {"profile": config.validation_profile, "qa_mode": config.qa_mode,
+                  "rejected_by_check": dict(sorted(rejections.items()))}
+    warnings = list(m.warnings)
+    if trust is not None and not trust["verified"]:
+        warnings.append({"doc_id": None, "source": None, "warning": trust["message"]})
     partial = documents["failed"] or documents["missing"] or documents["refused"]
     return {
         "run": {
@@ -69,7 +80,9 @@ def build_report(
         "memory": memory,
         "chunk_boundaries": boundary_report(m.chunks, max_tokens=config.max_chunk_tokens),
         "errors": errors,
-        "warnings": m.warnings,
+        "validation": validation,
+        "trust": trust,
+        "warnings": warnings,
         "repaired_shards": repaired,
         **notes,
     }

@@ -279,7 +279,14 @@ async def _run_locked(
 def prepare_run(config: EtlConfig) -> tuple[Discovery, list[SourceItem], str | None, ShardStore, WorkPlan]:
     """What every run does first, local or on Ray (under the run folder's lock): discover the input,
     select (``limit``), check the folder's input binding, clear temporaries and shards of vanished
-    documents, and plan which documents to (re)do. Returns ``(found, selected, replaced_input, store, plan)``."""
+    documents, and plan which documents to (re)do. Returns ``(found, selected, replaced_input, store, plan)``.
+    An unmet ``require_precision`` is fatal here, before any work."""
+    from etl_pipeline.trust import PrecisionRequirementError, check_required_precision
+
+    try:
+        check_required_precision(config)
+    except PrecisionRequirementError as exc:
+        raise FatalError(str(exc)) from None
     found = discover_input(config)
     every = found.items
     selected = every[: config.limit] if config.limit else every

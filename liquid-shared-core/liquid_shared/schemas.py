@@ -118,6 +118,9 @@ class ValidationResult(Record):
     judge_score: float | None = Field(None, ge=0, le=1, description="LLM judge score in [0, 1], None if no judge.")
     grounding_score: float = Field(0.0, ge=0, le=1)
     reasons: list[str] = Field(default_factory=list)
+    answer_span: str | None = Field(
+        None, description="The span of the chunk that stands for the answer (the 'precision' validation profile): "
+        "the fine-tuning target of a valid pair; None = the generated answer as it is.")
 
 
 class ChatMessage(BaseModel):
