@@ -39,6 +39,7 @@ from fastmcp.tools import ToolResult
 from mcp.types import TextContent
 from pydantic import BaseModel, Field, ValidationError
 
+from liquid_shared.models.errors import ModelLoadError
 from rag_runtime.agent_pool import AgentPool, AnswerChoiceError, AnswerUnavailable
 from rag_runtime.answer import AnswerError, AnswerMode, AnswerStyle
 from rag_runtime.answer_prompt import guarded_context
@@ -278,6 +279,8 @@ def build_mcp_server(backend: Backend, *, slots: AnswerSlots | None = None,
             raise ToolError(f"the answer timed out after {answer_timeout_s:g} s") from exc
         except (AnswerError, ValueError) as exc:
             raise ToolError(_sentence(exc)) from exc
+        except ModelLoadError as exc:
+            raise ToolError(f"answer model unavailable: {_sentence(exc)}") from exc
         except Exception as exc:
             log.exception("ask failed")
             raise ToolError(f"the answer failed: {type(exc).__name__}: {_sentence(exc)}") from exc

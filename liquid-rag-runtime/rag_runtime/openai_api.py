@@ -33,6 +33,7 @@ from datetime import datetime
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from liquid_shared.models.errors import ModelLoadError
 from rag_runtime.agent_pool import AgentPool, AnswerChoiceError, AnswerUnavailable
 from rag_runtime.answer import AnswerAgent, AnswerError
 from rag_runtime.answer_events import AnswerDelta, AnswerDone, AnswerReset
@@ -117,6 +118,11 @@ def chat_router(pool: AgentPool, access: AccessCheck, limits: ServiceLimits, cre
             answer = await agent.ask(req.question, k=req.k, filters=req.filters)
         except AnswerError as exc:
             raise ChatAPIError(502, str(exc), code="model_error") from exc
+        except ModelLoadError as exc:
+            raise ChatAPIError(503, f"answer model unavailable: {exc}", code="model_unavailable") from exc
+        except Exception as exc:
+            log.exception("chat completion failed")
+            raise ChatAPIError(500, f"internal error: {type(exc).__name__}") from exc
         return completion_body(answer, req.model, completion_id, now)
 
     return router
@@ -141,6 +147,9 @@ async def _stream(agent: AnswerAgent, req: ChatRequest, completion_id: str, crea
                 return
             except AnswerError as exc:
                 yield _data(openai_error(502, str(exc), code="model_error"))
+                return
+            except ModelLoadError as exc:
+                yield _data(openai_error(503, f"answer model unavailable: {exc}", code="model_unavailable"))
                 return
             except Exception as exc:
                 log.exception("streamed chat completion failed")

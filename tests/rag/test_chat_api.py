@@ -192,6 +192,17 @@ def test_answers_over_the_slots_get_a_503_in_openai_shape(beir_index):
                for r in shed)
 
 
+def test_a_model_that_cannot_load_is_a_503(beir_index, tmp_path):
+    from liquid_shared.models import LiquidModel, ModelSpec
+
+    broken = LiquidModel(ModelSpec(model=str(tmp_path / "no-such-model")))
+    with LiveServer(create_app(index=beir_index, api_key=KEY, model=broken)) as live:
+        with pytest.raises(openai.InternalServerError) as info:
+            client_for(live).chat.completions.create(model="liquid-rag", messages=ask())
+    assert info.value.status_code == 503 and info.value.body["code"] == "model_unavailable"
+    assert "no-such-model" in info.value.body["message"]
+
+
 @pytest.mark.slow
 @pytest.mark.real_model
 def test_the_offline_model_answers_through_the_chat_api(beir_index):
