@@ -1,4 +1,5 @@
-"""RAG runtime: dense (FAISS), BM25 (bm25s) and hybrid retrieval, cited answers, an HTTP service.
+"""RAG runtime: dense (FAISS), BM25 (bm25s) and hybrid retrieval, cited answers, an HTTP service
+with an MCP server (``/mcp``, or stdio) and an OpenAI-compatible chat API (``/v1``).
 
     from rag_runtime import RagIndex, build_index
     index = build_index("runs/my-run", "runs/my-run/index")     # an ETL run folder or a BEIR folder
@@ -14,6 +15,10 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "AgentPool": "rag_runtime.agent_pool",
+    "AnswerChoiceError": "rag_runtime.agent_pool",
+    "ConversationRetriever": "rag_runtime.conversation",
+    "build_mcp_server": "rag_runtime.mcp_server",
     "Answer": "rag_runtime.answer",
     "AnswerAgent": "rag_runtime.answer",
     "AnswerError": "rag_runtime.answer",

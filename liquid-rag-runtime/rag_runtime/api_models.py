@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rag_runtime.answer import Answer
+from rag_runtime.answer import Answer, AnswerMode, AnswerStyle
 from rag_runtime.filters import MetadataBoost, MetadataFilter
 from rag_runtime.hits import Hit
 
@@ -15,6 +15,27 @@ MAX_K = 100
 MAX_ASK_K = 20
 MAX_BOOSTS = 20
 DEFAULT_MAX_BODY_BYTES = 64 * 1024
+
+
+def _describe_input(value: Any) -> str:
+    if isinstance(value, str) and len(value) > 60:
+        return f"a string of {len(value)} characters"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def validation_message(errors: list[dict]) -> tuple[str, list[dict]]:
+    """One readable line plus a compact list (field, message, type), from pydantic's errors."""
+    items = []
+    for err in errors:
+        field = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        message = err.get("msg", "invalid")
+        if err.get("type") == "json_invalid":
+            field, message = "body", f"not valid JSON ({err.get('ctx', {}).get('error', 'parse error')})"
+        elif "input" in err and err.get("type") != "missing":
+            message = f"{message} (got {_describe_input(err['input'])})"
+        items.append({"field": field, "message": message, "type": err.get("type", "")})
+    return "; ".join(f"{i['field']}: {i['message']}" for i in items), items
 
 
 def _not_blank(value: str) -> str:
@@ -61,6 +82,10 @@ class AskRequest(BaseModel):
     question: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
     k: int = Field(4, ge=1, le=MAX_ASK_K)
     filters: MetadataFilter | None = None
+    answer_mode: AnswerMode | None = Field(None, description="auto, tool or context (default: the server's); "
+                                                             "within what the server allows.")
+    answer_style: AnswerStyle | None = Field(None, description="generative or extractive (default: the server's); "
+                                                               "within what the server allows.")
     stream: bool = Field(False, description="Answer as server-sent events (text/event-stream): context, "
                                             "delta..., answer (see service_stream).")
 

@@ -31,6 +31,14 @@ KEEP_ALIVE_S = 30  # uvicorn's default 5 s lets a loaded client reuse a connecti
 IndexOption = Annotated[Path, typer.Option("--index", help="Index folder made by build-index.")]
 StyleOption = Annotated[str, typer.Option("--style", help="generative (free answer) or extractive (a sentence copied from a cited chunk).")]
 SupportOption = Annotated[str, typer.Option("--support", help="Support check of the answer against its citations: flag (report), strict (refuse unsupported), off.")]
+AnswerModeOption = Annotated[str, typer.Option("--answer-mode", help="Default answer mode: auto, tool or context.")]
+AnswerStyleOption = Annotated[str, typer.Option(
+    "--answer-style", "--style",
+    help="Default answer style: generative (free answer) or extractive (a sentence copied from a cited chunk).")]
+AllowModeOption = Annotated[list[str] | None, typer.Option(
+    "--allow-answer-mode", help="An answer mode requests may choose (auto, tool, context); repeatable. Default: all.")]
+AllowStyleOption = Annotated[list[str] | None, typer.Option(
+    "--allow-answer-style", help="An answer style requests may choose (generative, extractive); repeatable. Default: all.")]
 AllowModelOption = Annotated[list[str] | None, typer.Option(
     "--allow-embedding-model",
     help="An embedding model (hub id or path) the index may name besides model folders inside it; repeatable. "
@@ -150,9 +158,12 @@ def serve(
     index: IndexOption,
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
-    api_key: Annotated[str | None, typer.Option(envvar="RAG_API_KEY", help="Require this X-API-Key.")] = None,
-    answer_mode: Annotated[str, typer.Option(help="/ask mode: auto, tool or context.")] = "auto",
-    answer_style: StyleOption = "generative",
+    api_key: Annotated[str | None, typer.Option(
+        envvar="RAG_API_KEY", help="Require this key (X-API-Key header or Authorization: Bearer) on every route but /health.")] = None,
+    answer_mode: AnswerModeOption = "auto",
+    answer_style: AnswerStyleOption = "generative",
+    allow_answer_mode: AllowModeOption = None,
+    allow_answer_style: AllowStyleOption = None,
     support: SupportOption = "flag",
     batch_queries: Annotated[bool, typer.Option(help="Encode concurrent requests' queries in one batch.")] = False,
     torch_threads: Annotated[int | None, typer.Option(min=1, help="torch intra-op threads (default: torch's).")] = None,
@@ -165,8 +176,12 @@ def serve(
         help="An origin allowed to call the API from a browser (CORS), e.g. https://app.example.org; repeatable. "
              "Default: none (no CORS headers).")] = None,
     allow_embedding_model: AllowModelOption = None,
+    mcp: Annotated[bool, typer.Option("--mcp/--no-mcp", help="Serve the MCP server at /mcp (streamable HTTP).")] = True,
+    mcp_allowed_host: Annotated[list[str] | None, typer.Option(
+        help="A Host name /mcp accepts besides localhost, 127.0.0.1, ::1 and the bind address (e.g. the name behind "
+             "a proxy; 'name:*' any port); repeatable.")] = None,
 ) -> None:
-    """Serve /search, /ask, /health and /metrics over HTTP (uvicorn), with load limits."""
+    """Serve /search, /ask, /health, /metrics, the MCP server at /mcp and the chat API at /v1 over HTTP."""
     import uvicorn
 
     from rag_runtime.index import DEFAULT_ALLOWED_EMBEDDING_MODELS
@@ -182,8 +197,31 @@ def serve(
                                request_timeout_s=request_timeout or None, rate_per_s=rate_limit or None, burst=rate_burst)
         api = create_app(index, api_key=api_key, answer_mode=answer_mode, batch_queries=batch_queries,
                          answer_style=answer_style, support=support, limits=limits, cors_origins=cors_origin,
-                         allowed_embedding_models=[*DEFAULT_ALLOWED_EMBEDDING_MODELS, *(allow_embedding_model or [])])
+                         allowed_embedding_models=[*DEFAULT_ALLOWED_EMBEDDING_MODELS, *(allow_embedding_model or [])],
+                         allowed_answer_modes=allow_answer_mode, allowed_answer_styles=allow_answer_style,
+                         mcp=mcp, mcp_allowed_hosts=mcp_allowed_host)
     uvicorn.run(api, host=host, port=port, log_level="warning", timeout_keep_alive=KEEP_ALIVE_S)
+
+
+@app.command("mcp")
+def mcp_cmd(
+    index: IndexOption,
+    answer_mode: AnswerModeOption = "auto",
+    answer_style: AnswerStyleOption = "generative",
+    allow_answer_mode: AllowModeOption = None,
+    allow_answer_style: AllowStyleOption = None,
+    support: SupportOption = "flag",
+    answer_timeout: Annotated[float, typer.Option(min=0, help="Seconds an ask may take before its tool error (0: no limit).")] = 120.0,
+    allow_embedding_model: AllowModelOption = None,
+) -> None:
+    """Serve the index to an MCP client over stdio (stdout: protocol only; logs on stderr)."""
+    from rag_runtime.index import DEFAULT_ALLOWED_EMBEDDING_MODELS
+    from rag_runtime.mcp_stdio import run_stdio
+
+    with _user_errors():
+        run_stdio(index, answer_mode=answer_mode, answer_style=answer_style, allowed_modes=allow_answer_mode,
+                  allowed_styles=allow_answer_style, support=support, answer_timeout_s=answer_timeout or None,
+                  allowed_embedding_models=[*DEFAULT_ALLOWED_EMBEDDING_MODELS, *(allow_embedding_model or [])])
 
 
 def main() -> None:

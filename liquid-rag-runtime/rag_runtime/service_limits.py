@@ -1,9 +1,10 @@
 """Limits of the HTTP service: concurrent answers, request time, request rate per API key.
 
-* ``ConcurrencyLimit`` (ASGI): at most ``max_concurrent_asks`` requests to ``/ask`` (and any path
-  under it, e.g. a streaming route) run at once; a request over that waits up to
-  ``ask_queue_timeout_s`` for a slot, then gets **503** with ``Retry-After``. Each ``/ask`` holds
-  the answer model for seconds, so this is what keeps a burst from queueing without bound.
+* ``ConcurrencyLimit`` (ASGI): at most ``max_concurrent_asks`` requests to ``/ask`` and
+  ``/v1/chat/completions`` (and any path under them, e.g. a streaming route) run at once; a
+  request over that waits up to ``ask_queue_timeout_s`` for a slot, then gets **503** with
+  ``Retry-After``. Each answer holds the model for seconds, so this is what keeps a burst from
+  queueing without bound. The slots are an ``AnswerSlots``, which MCP's ``ask`` tool takes too.
 * ``RequestTimeout`` (ASGI): a request whose response has not started after ``request_timeout_s``
   is cancelled (the model layer drops a cancelled request's row at its next decode step) and
   answered **504**.
@@ -24,7 +25,7 @@ from collections import OrderedDict
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rag_runtime.service_middleware import send_json
+from rag_runtime.service_middleware import send_error
 
 MAX_BUCKETS = 10_000
 
@@ -39,19 +40,21 @@ class ServiceLimits(BaseModel):
     request_timeout_s: float | None = Field(120.0, gt=0, description="Any request not answered by then gets a 504 (None: no limit).")
     rate_per_s: float | None = Field(None, gt=0, description="Token-bucket refill per API key, requests/s (None: no rate limit).")
     burst: int = Field(20, ge=1, description="Token-bucket size per API key.")
-    ask_paths: tuple[str, ...] = Field(("/ask",), description="Paths (and their sub-paths) under the /ask limit.")
+    ask_paths: tuple[str, ...] = Field(("/ask", "/v1/chat/completions"),
+                                       description="Paths (and their sub-paths) under the /ask limit.")
 
 
 def _matches(path: str, prefixes: tuple[str, ...]) -> bool:
     return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
 
 
-class ConcurrencyLimit:
-    """ASGI: bound the requests in flight on ``paths``; over it (after ``queue_timeout_s``), 503."""
+class AnswerSlots:
+    """The answers that may run at once, shared by every surface that answers (``/ask``, the chat
+    API through ``ConcurrencyLimit``, MCP's ``ask`` tool directly): ``acquire()`` waits up to
+    ``queue_timeout_s`` for a slot and returns False when none freed up; ``release()`` gives it back."""
 
-    def __init__(self, app, max_concurrent: int, queue_timeout_s: float, paths: tuple[str, ...]):
-        self.app, self.paths, self.queue_timeout_s = app, paths, queue_timeout_s
-        self.max_concurrent = max_concurrent
+    def __init__(self, max_concurrent: int, queue_timeout_s: float):
+        self.max_concurrent, self.queue_timeout_s = max_concurrent, queue_timeout_s
         self._slots: asyncio.Semaphore | None = None  # made on first use, inside the server's event loop
         self.in_flight = 0
         self.shed = 0
@@ -60,36 +63,50 @@ class ConcurrencyLimit:
     def retry_after(self) -> int:
         return max(1, math.ceil(self.queue_timeout_s))
 
-    async def _acquire(self) -> bool:
+    @property
+    def busy_message(self) -> str:
+        return f"busy: {self.max_concurrent} answers already in progress; retry in {self.retry_after} s"
+
+    async def acquire(self) -> bool:
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.max_concurrent)
         if not self._slots.locked():
             await self._slots.acquire()
-            return True
-        if self.queue_timeout_s <= 0:
+        elif self.queue_timeout_s <= 0:
+            self.shed += 1
             return False
-        try:
-            await asyncio.wait_for(self._slots.acquire(), self.queue_timeout_s)
-        except TimeoutError:
-            return False
+        else:
+            try:
+                await asyncio.wait_for(self._slots.acquire(), self.queue_timeout_s)
+            except TimeoutError:
+                self.shed += 1
+                return False
+        self.in_flight += 1
         return True
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self._slots.release()
+
+
+class ConcurrencyLimit:
+    """ASGI: bound the requests in flight on ``paths``; over it (after ``queue_timeout_s``), 503."""
+
+    def __init__(self, app, max_concurrent: int = 4, queue_timeout_s: float = 2.0, paths: tuple[str, ...] = ("/ask",),
+                 slots: AnswerSlots | None = None):
+        self.app, self.paths = app, paths
+        self.slots = slots or AnswerSlots(max_concurrent, queue_timeout_s)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not _matches(scope["path"], self.paths):
             return await self.app(scope, receive, send)
-        if not await self._acquire():
-            self.shed += 1
-            return await send_json(
-                send, 503,
-                {"detail": f"busy: {self.max_concurrent} answers already in progress; retry in {self.retry_after} s"},
-                [(b"retry-after", str(self.retry_after).encode())],
-            )
-        self.in_flight += 1
+        if not await self.slots.acquire():
+            return await send_error(scope, send, 503, self.slots.busy_message,
+                                    [(b"retry-after", str(self.slots.retry_after).encode())])
         try:
             await self.app(scope, receive, send)
         finally:
-            self.in_flight -= 1
-            self._slots.release()
+            self.slots.release()
 
 
 class RequestTimeout:
@@ -121,7 +138,7 @@ class RequestTimeout:
             await task
         except asyncio.CancelledError:
             pass
-        await send_json(send, 504, {"detail": f"request timed out after {self.timeout_s:g} s"})
+        await send_error(scope, send, 504, f"request timed out after {self.timeout_s:g} s")
 
 
 class RateLimiter:

@@ -12,7 +12,10 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-KNOWN_PATHS = ("/search", "/ask", "/health", "/metrics")
+from rag_runtime.openai_errors import is_openai_path, openai_error
+
+KNOWN_PATHS = ("/search", "/ask", "/health", "/metrics", "/mcp", "/v1/models", "/v1/chat/completions")
+HISTORY_HINT = " (for the chat API the whole conversation counts: send fewer or shorter earlier messages)"
 
 
 class _BodyTooLarge(Exception):
@@ -28,14 +31,28 @@ async def send_json(send, status: int, payload: dict, headers: list[tuple[bytes,
     await send({"type": "http.response.body", "body": body})
 
 
+def error_body(path: str, status: int, message: str) -> dict:
+    """An error response body: OpenAI's shape under ``/v1/``, else ``{"detail": message}``."""
+    return openai_error(status, message) if is_openai_path(path) else {"detail": message}
+
+
+async def send_error(scope, send, status: int, message: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    """Send an error response from ASGI middleware, in the shape the request's path expects."""
+    await send_json(send, status, error_body(scope.get("path", ""), status, message), headers)
+
+
 class BodySizeLimit:
     """Answer 413 to a request whose body exceeds ``max_bytes`` (by Content-Length, or while streaming)."""
 
     def __init__(self, app, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
 
-    def _message(self, size: str) -> dict:
-        return {"detail": f"request body too large: {size}; the limit is {self.max_bytes} bytes"}
+    def _message(self, size: str) -> str:
+        return f"request body too large: {size}; the limit is {self.max_bytes} bytes"
+
+    async def _too_large(self, scope, send, size: str) -> None:
+        hint = HISTORY_HINT if is_openai_path(scope.get("path", "")) else ""
+        await send_error(scope, send, 413, self._message(size) + hint)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -43,9 +60,9 @@ class BodySizeLimit:
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None:
             if not length.isdigit():
-                return await send_json(send, 400, {"detail": f"invalid Content-Length header {length[:40]!r}"})
+                return await send_error(scope, send, 400, f"invalid Content-Length header {length[:40]!r}")
             if int(length) > self.max_bytes:
-                return await send_json(send, 413, self._message(f"{int(length)} bytes"))
+                return await self._too_large(scope, send, f"{int(length)} bytes")
 
         received = 0
         too_large = False  # FastAPI turns errors raised while reading a body into a 400; we answer 413
@@ -66,7 +83,7 @@ class BodySizeLimit:
             if too_large:
                 if not replaced:
                     replaced = True
-                    await send_json(send, 413, self._message(f"more than {self.max_bytes} bytes (streamed)"))
+                    await self._too_large(scope, send, f"more than {self.max_bytes} bytes (streamed)")
                 return  # drop the app's own response to the failed read
             await send(message)
 
@@ -75,7 +92,7 @@ class BodySizeLimit:
         except _BodyTooLarge:
             if not replaced:
                 replaced = True
-                await send_json(send, 413, self._message(f"more than {self.max_bytes} bytes (streamed)"))
+                await self._too_large(scope, send, f"more than {self.max_bytes} bytes (streamed)")
 
 
 class RequestMetrics:
@@ -92,7 +109,8 @@ class RequestMetrics:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        endpoint = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
+        path = scope["path"]
+        endpoint = path if path in KNOWN_PATHS else "/mcp" if path.startswith("/mcp/") else "other"
         status = 500
         start = time.perf_counter()
 

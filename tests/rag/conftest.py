@@ -161,3 +161,45 @@ def live_server(rag_index_dir) -> Iterator[LiveServer]:
     with LiveServer(create_app(rag_index_dir, api_key=API_KEY)) as server:
         server.api_key = API_KEY
         yield server
+
+
+# A tiny BEIR folder (corpus.jsonl with titles): landmarks and how-tos, each one document.
+BEIR_DOCS = {
+    "eiffel": ("Eiffel Tower", "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in Paris. "
+               "It was built between 1887 and 1889 as the entrance arch of the 1889 World's Fair."),
+    "golden-gate": ("Golden Gate Bridge", "The Golden Gate Bridge is a suspension bridge spanning the strait at "
+                    "San Francisco Bay. Its towers are painted international orange."),
+    "great-wall": ("Great Wall of China", "The Great Wall of China is a series of fortifications across northern "
+                   "China. Its walls stretch for thousands of kilometres over mountains and deserts."),
+    "sourdough": ("Sourdough starter", "A sourdough starter is a culture of wild yeast and lactic acid bacteria. "
+                  "A starter kept on the kitchen counter needs feeding once or twice a day."),
+    "tides": ("Tides", "Tides are the rise and fall of sea levels caused by the gravity of the Moon and the Sun. "
+              "Most coasts see two high tides every day."),
+    "photosynthesis": ("Photosynthesis", "Photosynthesis is how plants turn light, water and carbon dioxide into "
+                       "sugar. It releases oxygen as a by-product."),
+    "printing-press": ("Printing press", "Johannes Gutenberg introduced the movable-type printing press in Europe "
+                       "around 1440. Printed books spread quickly after it."),
+    "bicycle-chain": ("Bicycle chain", "A bicycle chain carries power from the pedals to the rear wheel. "
+                      "A clean chain needs a drop of oil on each link every few hundred kilometres."),
+}
+
+
+def write_beir_folder(folder: Path) -> Path:
+    import json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "corpus.jsonl").open("w") as f:
+        for doc_id, (title, text) in BEIR_DOCS.items():
+            f.write(json.dumps({"_id": doc_id, "title": title, "text": text}) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def beir_index_dir(tmp_path_factory) -> Path:
+    """An index built (BM25 + dense) from the tiny BEIR folder above, with ``build_index``."""
+    from rag_runtime import build_index
+
+    root = tmp_path_factory.mktemp("beir")
+    source = write_beir_folder(root / "landmarks")
+    build_index(source, root / "index")
+    return root / "index"

@@ -97,7 +97,8 @@ def test_invalid_json_and_wrong_content_are_422(client):
 
 def test_auth_is_required_when_enabled(live_server):
     r = httpx.post(f"{live_server.url}/search", json={"query": "rates"})
-    assert r.status_code == 401 and r.json()["detail"] == "missing API key: send it in the X-API-Key header"
+    assert r.status_code == 401 and r.json()["detail"] == (
+        "missing API key: send it in the X-API-Key header or as 'Authorization: Bearer KEY'")
     r = httpx.post(f"{live_server.url}/search", json={"query": "rates"}, headers={"X-API-Key": "wrong"})
     assert r.status_code == 401 and r.json()["detail"] == "invalid API key"
     r = httpx.post(f"{live_server.url}/ask", json={"question": "rates"})
