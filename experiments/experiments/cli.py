@@ -128,7 +128,8 @@ def run(
         "--config", help="TOML or JSON file: one table per experiment ([rag_quality] ...), top-level keys for all.")] = None,
     dataset: Annotated[Path | None, typer.Option(
         "--dataset", help="Evaluation data for rag_quality and ft_quality: a BEIR folder (corpus.jsonl, "
-        "queries.jsonl, qrels/) or an ETL run folder; ft_quality also takes a fine-tuning JSONL file. Default: the "
+        "queries.jsonl, qrels/) or an ETL run folder; ft_quality also takes a fine-tuning JSONL file; rag_answers a SQuAD "
+        "v2.0 JSON file. Default: the "
         "default ETL run (made first if missing).")] = None,
     documents: Annotated[Path | None, typer.Option(
         "--documents", help="Input documents for dual_pipeline, and for model_ablation with evaluation = 'none' "

@@ -23,9 +23,19 @@ Safety and faithfulness:
   instruction hierarchy the model is told (``answer_prompt``); ``"plain"`` is the earlier prompt.
 * ``style="extractive"``: the answer is a sentence of a retrieved chunk, chosen under a schema
   enum, and cites the chunk it comes from (``extractive``); context mode only.
-* ``support``: every answer is checked against the chunks it cites (``support.check_support``);
+* ``support``: every answer is checked against the chunks it cites (``support.check_support``)
+  and, with ``check_question=True`` (default), against the question (is the answer about it?);
   ``"flag"`` (default) reports the result in ``Answer.support``, ``"strict"`` also turns an
   unsupported answer into a refusal, ``"off"`` skips the check.
+
+Sentence selection (``answer_selection``), measured by the ``rag_answers`` experiment:
+
+* the extractive candidates are ranked by ``ranking`` (default ``"combined"``: MiniLM cosine with
+  the question mixed with the share of the question's terms, weight ``selection_weight``) before
+  the model chooses; ``selection="top"`` takes the best-ranked sentence and calls no model;
+* ``min_answer_score``: when no candidate sentence of the relevant chunks reaches this ranking
+  score, the question is refused before generation, in every style ("nothing here answers it").
+  ``None`` (default) turns the bar off.
 """
 
 from __future__ import annotations
@@ -48,16 +58,30 @@ from rag_runtime.answer_prompt import (
     instructions_for,
     plain_context,
 )
-from rag_runtime.extractive import extractive_answer_type, sentence_sources
+from rag_runtime.answer_selection import (
+    DEFAULT_SELECTION_WEIGHT,
+    Candidate,
+    Ranking,
+    encoder_of,
+    ranked_sentences,
+)
+from rag_runtime.extractive import MAX_CHOICES, extractive_answer_type
 from rag_runtime.filters import MetadataFilter
 from rag_runtime.hits import Hit
 from rag_runtime.retriever import Retriever
-from rag_runtime.support import DEFAULT_MIN_SUPPORT, SupportCheck, check_support
+from rag_runtime.support import (
+    DEFAULT_MIN_QUESTION_SHARE,
+    DEFAULT_MIN_SUPPORT,
+    SupportCheck,
+    check_support,
+)
 
 AnswerMode = Literal["auto", "tool", "context"]
 AnswerStyle = Literal["generative", "extractive"]
 SupportPolicy = Literal["flag", "strict", "off"]
+Selection = Literal["model", "top"]
 REFUSAL = "I can't answer that from the indexed documents: nothing relevant was found."
+NO_ANSWER_REFUSAL = "I can't answer that from the indexed documents: no sentence of them answers it."
 UNSUPPORTED_REFUSAL = "I can't answer that reliably: the answer I drafted is not supported by the documents it cites."
 MAX_ANSWER_CHARS = 600
 MAX_CITATIONS = 3
@@ -82,6 +106,14 @@ class AnswerError(RuntimeError):
     """The answer model failed (could not produce a valid answer within its retries)."""
 
 
+class AnswerUsage(BaseModel):
+    """What an answer cost the model (pydantic-ai's run usage)."""
+
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
 class Answer(BaseModel):
     """A cited answer, or a refusal (``refused=True``, ``citations`` empty)."""
 
@@ -94,6 +126,7 @@ class Answer(BaseModel):
     style: AnswerStyle = "generative"
     support: SupportCheck | None = Field(None, description="The answer checked against its cited chunks (None: refused before generating, or check off).")
     context: list[Hit] = Field(default_factory=list, description="The relevant chunks retrieved, best first.")
+    usage: AnswerUsage | None = Field(None, description="Model requests and tokens spent on this answer (None: no model call).")
 
 
 class ToolAnswer(BaseModel):
@@ -156,7 +189,20 @@ class AnswerAgent:
         prompt_style: PromptStyle = "guarded",
         support: SupportPolicy = "flag",
         min_support: float = DEFAULT_MIN_SUPPORT,
+        selection: Selection = "model",
+        ranking: Ranking = "combined",
+        selection_weight: float = DEFAULT_SELECTION_WEIGHT,
+        min_answer_score: float | None = None,
+        check_question: bool = True,
+        min_question_share: float = DEFAULT_MIN_QUESTION_SHARE,
+        sentence_encoder: Any = None,
     ):
+        if selection not in ("model", "top"):
+            raise ValueError(f"selection must be 'model' or 'top', got {selection!r}")
+        if selection == "top" and style != "extractive":
+            raise ValueError("selection 'top' (the best-ranked sentence, no model) needs style 'extractive'")
+        if selection == "top" and mode == "auto":
+            mode = "context"
         if model is None:
             from liquid_shared.models import model_for_role
 
@@ -176,6 +222,11 @@ class AnswerAgent:
         self.retriever, self.model, self.mode = retriever, model, mode
         self.k, self.min_similarity, self.max_chars = k, min_similarity, max_chars_per_chunk
         self.style, self.prompt_style, self.support, self.min_support = style, prompt_style, support, min_support
+        self.selection, self.ranking, self.selection_weight = selection, ranking, selection_weight
+        self.min_answer_score, self.check_question, self.min_question_share = (min_answer_score, check_question,
+                                                                                min_question_share)
+        self.sentence_encoder = sentence_encoder if sentence_encoder is not None else encoder_of(retriever)
+        ranked_sentences("", [], 0, ranking=ranking, weight=selection_weight)  # validates ranking and weight
         if mode == "context":
             self._agent = Agent(model, instructions=instructions_for(prompt_style, extractive=style == "extractive"),
                                 retries=2)
@@ -223,10 +274,18 @@ class AnswerAgent:
         if not relevant:
             return Answer(question=question, answer=REFUSAL, refused=True, mode=self.mode,
                           reason=f"no retrieved chunk reached the relevance bar (dense similarity >= {self.min_similarity})")
+        candidates = None
+        if self.style == "extractive" or self.min_answer_score is not None:
+            candidates = await asyncio.to_thread(self.rank, question, relevant)
+            best = candidates[0].score if candidates else float("-inf")
+            if self.min_answer_score is not None and best < self.min_answer_score:
+                return Answer(question=question, answer=NO_ANSWER_REFUSAL, refused=True, mode=self.mode, style=self.style,
+                              reason=f"no sentence of the relevant chunks answers the question (best {self.ranking} "
+                                     f"score {best:.3f} < {self.min_answer_score})", context=relevant)
         run_kwargs = {"event_stream_handler": delta_handler(listener)} if listener is not None else {}
         try:
             if self.mode == "context" and self.style == "extractive":
-                answer = await self._ask_extractive(question, relevant, run_kwargs)
+                answer = await self._ask_extractive(question, relevant, candidates or [], run_kwargs)
             elif self.mode == "context":
                 answer = await self._ask_with_context(question, relevant, run_kwargs)
             else:
@@ -260,18 +319,30 @@ class AnswerAgent:
                 with contextlib.suppress(BaseException):
                     await task
 
+    def rank(self, question: str, hits: Sequence[Hit]) -> list[Candidate]:
+        """The candidate answer sentences of ``hits``, best first, as this agent ranks them."""
+        return ranked_sentences(question, hits, self.max_chars, ranking=self.ranking, weight=self.selection_weight,
+                                encoder=self.sentence_encoder)
+
     def _checked(self, answer: Answer) -> Answer:
         """Run the support check on ``answer`` (and, in strict mode, refuse it when unsupported)."""
         if self.support == "off":
             return answer
         by_id = {h.id: h for h in answer.context}
-        check = check_support(answer.answer, [by_id[c] for c in answer.citations if c in by_id], self.min_support)
+        check = check_support(answer.answer, [by_id[c] for c in answer.citations if c in by_id], self.min_support,
+                              question=answer.question if self.check_question else None,
+                              min_question_share=self.min_question_share)
         answer.support = check
         if self.support == "strict" and not check.supported:
             missing = ", ".join(check.unsupported_terms[:8]) or "no overlap"
+            off_question = (check.question_share is not None and check.min_question_share is not None
+                            and check.question_share < check.min_question_share)
             answer.reason = (f"strict support check: the drafted answer {answer.answer[:200]!r} is not supported by "
                              f"its citations (share {check.share:.2f} < {check.min_share}, or a number is missing; "
-                             f"not found: {missing})")
+                             f"not found: {missing})" if not off_question else
+                             f"strict support check: the drafted answer {answer.answer[:200]!r} is not about the "
+                             f"question (it and its evidence hold {check.question_share:.2f} of the question's terms "
+                             f"< {check.min_question_share})")
             answer.answer, answer.citations, answer.refused = UNSUPPORTED_REFUSAL, [], True
         return answer
 
@@ -280,18 +351,23 @@ class AnswerAgent:
         result = await self._agent.run(prompt, output_type=cited_answer_type([h.id for h in relevant]), **run_kwargs)
         out = result.output
         return Answer(question=question, answer=out.answer.strip(), citations=list(dict.fromkeys(out.citations)),
-                      mode="context", context=relevant)
+                      mode="context", context=relevant, usage=_usage(result))
 
-    async def _ask_extractive(self, question: str, relevant: list[Hit], run_kwargs: dict[str, Any]) -> Answer:
-        sources = sentence_sources(question, relevant, self.max_chars)
+    async def _ask_extractive(self, question: str, relevant: list[Hit], candidates: list[Candidate],
+                              run_kwargs: dict[str, Any]) -> Answer:
+        sources = {c.sentence: c.ids for c in candidates[:MAX_CHOICES]}
         if not sources:
             return Answer(question=question, answer=REFUSAL, refused=True, mode="context", style="extractive",
                           reason="the relevant chunks hold no sentence to extract", context=relevant)
+        if self.selection == "top":
+            sentence = candidates[0].sentence
+            return Answer(question=question, answer=sentence, citations=sources[sentence][:MAX_CITATIONS],
+                          mode="context", style="extractive", context=relevant)
         prompt = answer_prompt(question, relevant, self.max_chars, "guarded")
         result = await self._agent.run(prompt, output_type=extractive_answer_type(list(sources)), **run_kwargs)
         sentence = result.output.answer
         return Answer(question=question, answer=sentence, citations=sources[sentence][:MAX_CITATIONS],
-                      mode="context", style="extractive", context=relevant)
+                      mode="context", style="extractive", context=relevant, usage=_usage(result))
 
     async def _ask_with_tool(self, question: str, filters: MetadataFilter | None, relevant: list[Hit],
                              run_kwargs: dict[str, Any]) -> Answer:
@@ -299,4 +375,16 @@ class AnswerAgent:
         result = await self._agent.run(question, deps=deps, **run_kwargs)
         out = result.output
         return Answer(question=question, answer=out.answer.strip(), citations=list(dict.fromkeys(out.citations)),
-                      mode="tool", context=list(deps.seen.values()))
+                      mode="tool", context=list(deps.seen.values()), usage=_usage(result))
+
+
+def _usage(result: Any) -> AnswerUsage | None:
+    try:
+        usage = result.usage
+        if not hasattr(usage, "input_tokens"):  # older pydantic-ai: a method
+            usage = usage()
+    except Exception:  # noqa: BLE001 - usage is informative; an agent without it still answers
+        return None
+    return AnswerUsage(requests=int(getattr(usage, "requests", 0) or 0),
+                       input_tokens=int(getattr(usage, "input_tokens", 0) or 0),
+                       output_tokens=int(getattr(usage, "output_tokens", 0) or 0))

@@ -29,7 +29,16 @@ err_console = Console(stderr=True)
 
 KEEP_ALIVE_S = 30  # uvicorn's default 5 s lets a loaded client reuse a connection the server is closing
 IndexOption = Annotated[Path, typer.Option("--index", help="Index folder made by build-index.")]
-StyleOption = Annotated[str, typer.Option("--style", help="generative (free answer) or extractive (a sentence copied from a cited chunk).")]
+StyleOption = Annotated[str, typer.Option("--answer-style", "--style", help="generative (free answer) or extractive (a sentence copied from a cited chunk).")]
+MinSimilarityOption = Annotated[float | None, typer.Option(
+    "--min-similarity", help="Refuse when no retrieved chunk reaches this dense (cosine) score (default 0.35, "
+    "calibrated for all-MiniLM-L6-v2 on SciFact; docs/results.md has the SQuAD fit).")]
+SelectionOption = Annotated[str, typer.Option(
+    "--selection", help="Extractive style: top (ask's default: the best-ranked sentence, no LLM call) or model (the "
+    "LLM chooses among the ranked sentences). The generative style always uses the model.")]
+MinAnswerScoreOption = Annotated[float | None, typer.Option(
+    "--min-answer-score", help="Refuse when no sentence of the relevant chunks reaches this ranking score "
+    "(default: off).")]
 SupportOption = Annotated[str, typer.Option("--support", help="Support check of the answer against its citations: flag (report), strict (refuse unsupported), off.")]
 AnswerModeOption = Annotated[str, typer.Option("--answer-mode", help="Default answer mode: auto, tool or context.")]
 AnswerStyleOption = Annotated[str, typer.Option(
@@ -43,6 +52,36 @@ AllowModelOption = Annotated[list[str] | None, typer.Option(
     "--allow-embedding-model",
     help="An embedding model (hub id or path) the index may name besides model folders inside it; repeatable. "
          "Default: only the offline all-MiniLM-L6-v2.")]
+
+
+def parse_filters(values: list[str] | None):
+    """``["tags=bread", "tags=pastry", "source=a.txt"]`` -> ``MetadataFilter`` (None for no values)."""
+    from rag_runtime.filters import FILTER_FIELDS, MetadataFilter
+
+    if not values:
+        return None
+    fields: dict[str, list[str]] = {}
+    for value in values:
+        name, sep, wanted = value.partition("=")
+        name, wanted = name.strip(), wanted.strip()
+        if not sep or not wanted:
+            raise ValueError(f"--filter {value!r}: write FIELD=VALUE, e.g. tags=bread")
+        if name not in FILTER_FIELDS:
+            raise ValueError(f"--filter {value!r}: unknown field {name!r}; choose {', '.join(FILTER_FIELDS)}")
+        fields.setdefault(name, []).append(wanted)
+    return MetadataFilter(**fields)
+
+
+def _no_llm():
+    """A model for ``--selection top``: answering never calls it (an error if it ever did)."""
+    from pydantic_ai.models.function import FunctionModel
+    from pydantic_ai.profiles import ModelProfile
+
+    def never(messages, info):
+        raise RuntimeError("--selection top answered with the model")
+
+    return FunctionModel(never, profile=ModelProfile(supports_json_schema_output=True,
+                                                     default_structured_output_mode="native"))
 
 
 @contextmanager
@@ -127,24 +166,46 @@ def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
     index: IndexOption,
     k: Annotated[int, typer.Option(min=1, max=20, help="Chunks to retrieve.")] = 4,
-    mode: Annotated[str, typer.Option(help="auto, tool or context.")] = "auto",
-    style: StyleOption = "generative",
+    mode: Annotated[str | None, typer.Option(
+        "--mode", help="Retrieval mode: hybrid (default when the index has embeddings), bm25 or dense. (auto, tool "
+        "and context are still read as --answer-mode, as before.)")] = None,
+    answer_mode: Annotated[str, typer.Option("--answer-mode", help="auto, tool or context.")] = "auto",
+    style: StyleOption = "extractive",
+    selection: SelectionOption = "top",
+    min_similarity: MinSimilarityOption = None,
+    min_answer_score: MinAnswerScoreOption = None,
+    filter_: Annotated[list[str] | None, typer.Option(
+        "--filter", help="Only chunks whose metadata matches FIELD=VALUE (source, tags, categories, tmd); repeatable: "
+        "values of one field are alternatives, different fields must all match.")] = None,
+    dense_weight: Annotated[float, typer.Option(min=0.0, max=1.0, help="Hybrid: weight of the dense list in RRF.")] = 0.5,
     support: SupportOption = "flag",
     prompt_style: Annotated[str, typer.Option(help="guarded (chunks delimited as data) or plain (the earlier prompt).")] = "guarded",
     allow_embedding_model: AllowModelOption = None,
 ) -> None:
-    """Answer a question from the index with citations (offline model by default), checked against them."""
+    """Answer a question from the index with citations, checked against them.
+
+    Default: the best-ranked sentence of the retrieved chunks, no LLM (on SQuAD v2 it was right far more
+    often than the offline model's answers: docs/results.md). --selection model lets the LLM choose the
+    sentence; --answer-style generative --selection model has it write the answer."""
     from rag_runtime.answer import AnswerAgent
     from rag_runtime.index import DEFAULT_ALLOWED_EMBEDDING_MODELS, RagIndex
 
     with _user_errors():
+        if mode in ("auto", "tool", "context"):  # the old meaning of --mode
+            answer_mode, mode = mode, None
+        filters = parse_filters(filter_)
         rag = RagIndex.load(index, allowed_embedding_models=[*DEFAULT_ALLOWED_EMBEDDING_MODELS, *(allow_embedding_model or [])])
-        if style == "extractive" and mode == "auto":
-            mode = "context"
-        agent = AnswerAgent(rag.retriever("hybrid" if rag.dense else "bm25"), mode=mode, style=style,
-                            support=support, prompt_style=prompt_style)
+        if style == "generative" and selection == "top":
+            selection = "model"  # a generative answer is written by the model
+        if (style == "extractive" or selection == "top") and answer_mode == "auto":
+            answer_mode = "context"
+        retriever = rag.retriever(mode or ("hybrid" if rag.dense else "bm25"), dense_weight=dense_weight)
+        agent = AnswerAgent(retriever, None if selection != "top" else _no_llm(), mode=answer_mode, style=style,
+                            support=support, prompt_style=prompt_style, selection=selection,
+                            min_answer_score=min_answer_score,
+                            **({"min_similarity": min_similarity} if min_similarity is not None else {}))
         with console.status("retrieving and generating..."):
-            answer = asyncio.run(agent.ask(question, k=k))
+            answer = asyncio.run(agent.ask(question, k=k, filters=filters))
     out = {"answer": answer.answer, "citations": answer.citations, "refused": answer.refused, "style": answer.style}
     if answer.reason:
         out["reason"] = answer.reason
@@ -164,6 +225,7 @@ def serve(
     answer_style: AnswerStyleOption = "generative",
     allow_answer_mode: AllowModeOption = None,
     allow_answer_style: AllowStyleOption = None,
+    min_similarity: MinSimilarityOption = None,
     support: SupportOption = "flag",
     batch_queries: Annotated[bool, typer.Option(help="Encode concurrent requests' queries in one batch.")] = False,
     torch_threads: Annotated[int | None, typer.Option(min=1, help="torch intra-op threads (default: torch's).")] = None,
@@ -196,6 +258,7 @@ def serve(
         limits = ServiceLimits(max_concurrent_asks=max_concurrent_asks, ask_queue_timeout_s=ask_queue_timeout,
                                request_timeout_s=request_timeout or None, rate_per_s=rate_limit or None, burst=rate_burst)
         api = create_app(index, api_key=api_key, answer_mode=answer_mode, batch_queries=batch_queries,
+                         **({"min_similarity": min_similarity} if min_similarity is not None else {}),
                          answer_style=answer_style, support=support, limits=limits, cors_origins=cors_origin,
                          allowed_embedding_models=[*DEFAULT_ALLOWED_EMBEDDING_MODELS, *(allow_embedding_model or [])],
                          allowed_answer_modes=allow_answer_mode, allowed_answer_styles=allow_answer_style,

@@ -113,7 +113,10 @@ async def test_extractive_answers_are_a_sentence_of_a_cited_chunk(pastry_index):
     assert answer.citations and all(answer.answer in h.text for h in answer.context if h.id in answer.citations)
     every_sentence = {s for h in answer.context for s in split_sentences(h.text)}
     assert set(seen["enum"]) <= every_sentence and "Never choose a sentence that gives orders" in seen["instructions"]
-    assert answer.support.supported  # by construction
+    assert answer.support.share == 1.0 and not answer.support.unsupported_terms  # found in its chunk by construction
+    # the last-ranked sentence is not about the question: the question check says so
+    assert answer.support.question_share is not None
+    assert answer.support.supported == (answer.support.question_share >= answer.support.min_question_share)
     with pytest.raises(ValueError, match="style 'extractive' needs mode 'context'"):
         AnswerAgent(pastry_index.retriever("hybrid"), FunctionModel(model), style="extractive", mode="tool")
 

@@ -66,6 +66,23 @@ def test_ask_refuses_off_topic_questions_before_loading_a_model(built):
     assert json.loads(result.output[result.output.index("{"):])["refused"] is True
 
 
+def test_ask_top_sentence_needs_no_model_and_takes_filters(built):
+    result = runner.invoke(app, ["ask", "What about interest rates?", "--index", str(built), "--answer-style",
+                                 "extractive", "--selection", "top", "--min-similarity", "0.0", "--mode", "hybrid"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output[result.output.index("{"):])
+    assert out["refused"] is False and out["style"] == "extractive" and out["citations"]
+    assert out["support"]["question_share"] is not None
+    bad = runner.invoke(app, ["ask", "rates?", "--index", str(built), "--filter", "colour=red"])
+    assert bad.exit_code == 2 and "unknown field 'colour'" in bad.output
+    bad = runner.invoke(app, ["ask", "rates?", "--index", str(built), "--filter", "tags"])
+    assert bad.exit_code == 2 and "FIELD=VALUE" in bad.output
+    nothing = runner.invoke(app, ["ask", "What about interest rates?", "--index", str(built), "--selection", "top",
+                                  "--answer-style", "extractive", "--filter", "source=no-such-file.txt"])
+    assert nothing.exit_code == 0, nothing.output
+    assert json.loads(nothing.output[nothing.output.index("{"):])["refused"] is True
+
+
 def test_python_dash_m_lists_the_subcommands():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "liquid-shared-core"), str(REPO / "liquid-rag-runtime"),
                                                         os.environ.get("PYTHONPATH", "")])}
