@@ -6,7 +6,7 @@ import asyncio
 import json
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -20,28 +20,30 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from liquid_shared.cli_options import renamed
+
 app = typer.Typer(
     name="rag_runtime", help="Build, search, ask and serve a retrieval index (BM25, dense, hybrid).",
-    no_args_is_help=True, add_completion=False,
+    no_args_is_help=True, add_completion=False, rich_markup_mode=None,
 )
 console = Console()
 err_console = Console(stderr=True)
 
 KEEP_ALIVE_S = 30  # uvicorn's default 5 s lets a loaded client reuse a connection the server is closing
 IndexOption = Annotated[Path, typer.Option("--index", help="Index folder made by build-index.")]
-StyleOption = Annotated[str, typer.Option("--answer-style", "--style", help="generative (free answer) or extractive (a sentence copied from a cited chunk).")]
+StyleOption = Annotated[Literal["generative", "extractive"], typer.Option("--answer-style", "--style", help="generative (free answer) or extractive (a sentence copied from a cited chunk).")]
 MinSimilarityOption = Annotated[float | None, typer.Option(
     "--min-similarity", help="Refuse when no retrieved chunk reaches this dense (cosine) score (default 0.35, "
     "calibrated for all-MiniLM-L6-v2 on SciFact; docs/results.md has the SQuAD fit).")]
-SelectionOption = Annotated[str, typer.Option(
+SelectionOption = Annotated[Literal["top", "model"], typer.Option(
     "--selection", help="Extractive style: top (ask's default: the best-ranked sentence, no LLM call) or model (the "
     "LLM chooses among the ranked sentences). The generative style always uses the model.")]
 MinAnswerScoreOption = Annotated[float | None, typer.Option(
     "--min-answer-score", help="Refuse when no sentence of the relevant chunks reaches this ranking score "
     "(default: off).")]
-SupportOption = Annotated[str, typer.Option("--support", help="Support check of the answer against its citations: flag (report), strict (refuse unsupported), off.")]
-AnswerModeOption = Annotated[str, typer.Option("--answer-mode", help="Default answer mode: auto, tool or context.")]
-AnswerStyleOption = Annotated[str, typer.Option(
+SupportOption = Annotated[Literal["flag", "strict", "off"], typer.Option("--support", help="Support check of the answer against its citations: flag (report), strict (refuse unsupported), off.")]
+AnswerModeOption = Annotated[Literal["auto", "tool", "context"], typer.Option("--answer-mode", help="Default answer mode: auto, tool or context.")]
+AnswerStyleOption = Annotated[Literal["generative", "extractive"], typer.Option(
     "--answer-style", "--style",
     help="Default answer style: generative (free answer) or extractive (a sentence copied from a cited chunk).")]
 AllowModeOption = Annotated[list[str] | None, typer.Option(
@@ -103,11 +105,11 @@ def _progress() -> Progress:
                     TimeElapsedColumn(), console=err_console)
 
 
-@app.command("build-index")
+@app.command("build-index", cls=renamed(out="--output"))
 def build_index_cmd(
     source: Annotated[Path, typer.Argument(help="ETL run folder (chunks.jsonl) or BEIR folder (corpus.jsonl).")],
-    out: Annotated[Path, typer.Option("--out", help="Folder to write the index to.")],
-    dense: Annotated[str, typer.Option(help="FAISS index: flat (exact), ivf or hnsw.")] = "flat",
+    out: Annotated[Path, typer.Option("--output", "-o", help="Folder to write the index to.")],
+    dense: Annotated[Literal["flat", "ivf", "hnsw"], typer.Option(help="FAISS index: flat (exact), ivf or hnsw.")] = "flat",
     no_dense: Annotated[bool, typer.Option("--no-dense", help="BM25 only: no embeddings, no FAISS.")] = False,
     embedding_model: Annotated[str | None, typer.Option(help="Sentence-transformers model (default all-MiniLM-L6-v2).")] = None,
     k1: Annotated[float, typer.Option(help="BM25 k1.")] = 1.5,
@@ -115,7 +117,7 @@ def build_index_cmd(
     stemmer: Annotated[str, typer.Option(help="PyStemmer algorithm, or 'none'.")] = "english",
     stopwords: Annotated[str, typer.Option(help="bm25s stopword list ('en'), or 'none'.")] = "en",
 ) -> None:
-    """Index an ETL run folder or a BEIR folder (BM25 + FAISS) into --out."""
+    """Index an ETL run folder or a BEIR folder (BM25 + FAISS) into -o/--output (also: `build`)."""
     from rag_runtime.bm25 import Bm25Params
     from rag_runtime.dense import DenseParams
     from rag_runtime.index import build_index
@@ -130,6 +132,9 @@ def build_index_cmd(
             index = build_index(source, out, bm25_params=bm25_params, dense_params=dense_params,
                                 with_dense=not no_dense, progress=progress)
     console.print(f"indexed {len(index.store)} documents from {source} ({index.manifest.source_kind}) into {out}")
+
+
+app.command("build", cls=renamed(out="--output"), help="The same as build-index.")(build_index_cmd)
 
 
 @app.command()

@@ -28,7 +28,7 @@ def beir_folder(tmp_path_factory, corpus):
 @pytest.fixture(scope="module")
 def built(beir_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli-index") / "index"
-    result = runner.invoke(app, ["build-index", str(beir_folder), "--out", str(out)])
+    result = runner.invoke(app, ["build-index", str(beir_folder), "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert "indexed 36 documents" in result.output
     return out
@@ -54,7 +54,7 @@ def test_search_table_and_modes(built):
 def test_errors_are_one_line_and_exit_2(tmp_path, built):
     result = runner.invoke(app, ["search", "x", "--index", str(tmp_path / "nope")])
     assert result.exit_code == 2 and "no such index folder" in result.output
-    result = runner.invoke(app, ["build-index", str(tmp_path), "--out", str(tmp_path / "o")])
+    result = runner.invoke(app, ["build-index", str(tmp_path), "--output", str(tmp_path / "o")])
     assert result.exit_code == 2 and "neither an ETL run folder" in result.output
     result = runner.invoke(app, ["search", "x", "--index", str(built), "--mode", "sparse"])
     assert result.exit_code == 2 and "unknown search mode 'sparse'" in result.output
