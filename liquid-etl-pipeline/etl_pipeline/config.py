@@ -24,7 +24,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 """The monorepo root when the package is used from a checkout (the shipped samples live there)."""
 
 DEFAULT_INPUT_DIR = PROJECT_ROOT / "data" / "samples"
-DEFAULT_RUNS_DIR = PROJECT_ROOT / "data" / "runs"
+DEFAULT_RUNS_DIR = Path("data") / "runs"
+"""Run folders go under the current folder (so ``liquid rag build-index data/runs/...`` finds them)."""
 
 DEFAULT_CATEGORIES: tuple[str, ...] = (
     "science",

@@ -46,7 +46,7 @@ def _split(value: str | None) -> tuple[str, ...] | None:
 def main(
     input_dir: Annotated[Path, typer.Argument(help="Folder scanned recursively for documents.")] = DEFAULT_INPUT_DIR,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Run folder (default: data/runs/<input folder>-<profile>).")
+        Path | None, typer.Option("--output", "-o", help="Run folder (default: data/runs/<input folder>-<profile> under the current folder).")
     ] = None,
     profile: Annotated[Literal["offline", "lfm2", "remote"], typer.Option(help="Model profile: 'offline' (SmolLM2-135M, no network), 'lfm2', or 'remote' (the OpenAI-compatible engine at LIQUID_OPENAI_BASE_URL: docs/models.md).")] = "offline",
     concurrency: Annotated[int, typer.Option(help="LLM requests in flight per stage (the model's batch size).")] = 16,

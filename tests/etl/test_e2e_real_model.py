@@ -141,7 +141,8 @@ def test_only_one_copy_of_each_model_was_loaded(default_run):
 
     out, _, loads = default_run
     assert loads, "the run loaded no model through the registry"
-    assert all(n == 1 for n in loads.values()), loads
+    # A model an earlier test of this process loaded is reused (0 new loads); none is loaded twice.
+    assert all(n <= 1 for n in loads.values()), loads
     assert set(get_profile("offline").distinct_specs()) <= set(get_registry().load_counts)
     report = json.loads((out / "report.json").read_text())
     assert set(report["memory"]["model_loads"].values()) == {1}

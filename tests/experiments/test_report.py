@@ -21,7 +21,7 @@ n_boot = 300
                    "--mlflow-uri", mlflow_uri).exit_code == 0
     metrics = json.loads((out / "rag_quality" / "metrics.json").read_text())
 
-    result = run_cli("report", "--output", str(out), "--metric", "ndcg@10", "--metric", "recall@1")
+    result = run_cli("report", "--input", str(out), "--metric", "ndcg@10", "--metric", "recall@1")
     assert result.exit_code == 0, result.output
     report = out / "report"
     table = (report / "rag_quality.md").read_text()
@@ -47,5 +47,5 @@ n_boot = 300
 
 
 def test_report_without_runs_names_the_folder(tmp_path):
-    result = run_cli("report", "--output", str(tmp_path / "empty"))
+    result = run_cli("report", "--input", str(tmp_path / "empty"))
     assert result.exit_code == 1 and "empty" in result.output

@@ -106,6 +106,8 @@ def test_stream_events_come_in_order_and_the_answer_equals_the_plain_response(ra
         expected = plain.json()
         expected.pop("took_ms")
         assert final.pop("took_ms") > 0
+        # token counts are the transport's (a streamed and a plain response of the scripted model differ)
+        assert final.pop("usage")["requests"] == expected.pop("usage")["requests"] == 1
         assert final == expected
 
 
