@@ -88,7 +88,7 @@ def test_the_readme_tour_works_command_by_command(tmp_path):
                                       text=True)
             try:
                 wait_for(url, server)
-                if "serve" in command:
+                if command.startswith("liquid rag serve"):
                     request = urllib.request.Request(f"http://127.0.0.1:{port}/search", method="POST",
                                                      data=json.dumps({"query": "what causes tides", "k": 2}).encode(),
                                                      headers={"Content-Type": "application/json"})
