@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from etl_pipeline.run_tables import SCHEMAS, TableSource, available_sources, read_report, read_table
-from liquid_shared.atomic import atomic_path, write_text_atomic
+from liquid_shared.atomic import atomic_path, remove_temporaries, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ def write_dataset(run_dir: Path, report: dict[str, Any] | None = None) -> dict[s
     """
     run_dir = Path(run_dir)
     report = report if report is not None else read_report(run_dir)
+    remove_temporaries(run_dir / PARQUET_DIR)  # what a killed earlier write left (the caller holds the run's lock)
     tables: dict[str, int] = {}
     errors: list[str] = []
     written: list[TableSource] = []
