@@ -6,7 +6,9 @@
 
 Command line: ``python -m etl_pipeline.run_etl --help``; quality checks of a finished run:
 ``python -m etl_pipeline.quality RUN_DIR``; how many kept QA pairs are right, on a SQuAD file:
-``python -m etl_pipeline.calibrate --input SQUAD.json``. See docs/etl_pipeline.md.
+``python -m etl_pipeline.calibrate --input SQUAD.json``; a run for other tools (BEIR, DPO,
+sentence-transformers pairs, Ragas): ``python -m etl_pipeline.export RUN --format beir``. Every run
+folder is also a Hugging Face dataset (``README.md`` + ``parquet/``). See docs/etl_pipeline.md.
 
 Names are imported lazily, so ``import etl_pipeline`` stays cheap and ``python -m`` on a
 submodule does not import it twice.
@@ -55,6 +57,10 @@ _EXPORTS = {
     "calibrate": "etl_pipeline.calibrate",
     "trust_statement": "etl_pipeline.trust",
     "PRECISION_CHECKS": "etl_pipeline.precision_checks",
+    "write_dataset": "etl_pipeline.dataset_card",
+    "write_export": "etl_pipeline.export",
+    "load_run": "etl_pipeline.export",
+    "ExportFormat": "etl_pipeline.export",
 }
 
 __all__ = sorted(_EXPORTS)

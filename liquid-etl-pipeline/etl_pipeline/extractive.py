@@ -120,6 +120,23 @@ class ExtractiveItem(QAItem):
                 f"(token F1 {self.roundtrip_f1:.2f} < {self.roundtrip_threshold:.2f})")
 
 
+_ROUNDTRIP = re.compile(r"^reader disagrees: answered (?P<reader>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\") "
+                        r"for intended (?P<intended>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\") \(token F1")
+
+
+def parse_roundtrip_reason(reason: str) -> tuple[str, str] | None:
+    """``(reader_answer, intended_answer)`` of a reason written by ``ExtractiveItem.roundtrip_reason``, else None."""
+    import ast
+
+    m = _ROUNDTRIP.match(reason)
+    if m is None:
+        return None
+    try:
+        return str(ast.literal_eval(m["reader"])), str(ast.literal_eval(m["intended"]))
+    except (ValueError, SyntaxError):
+        return None
+
+
 def roundtrip_item(question: str, intended: Candidate, reader_answer: str | None, threshold: float) -> ExtractiveItem:
     """The item of one span: its roundtrip F1 is 0 when the reader failed to answer."""
     f1 = token_f1(reader_answer, intended.text) if reader_answer else 0.0

@@ -461,6 +461,9 @@ def merge_on_driver(config: EtlConfig, selected, store: ShardStore, *, this_run,
         }
     except Exception as exc:  # the checks are advisory, as in a local run
         report["quality"] = {"error": f"{type(exc).__name__}: {exc}"}
+    from etl_pipeline.dataset_card import attach_dataset
+
+    attach_dataset(config.output_dir, report)  # parquet + README.md, as in a local run; never fails the run
     _write_report(config, report)
     return report
 

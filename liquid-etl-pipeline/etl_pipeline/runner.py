@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from etl_pipeline.config import EtlConfig, changed_settings
+from etl_pipeline.dataset_card import attach_dataset
 from etl_pipeline.graph import (
     DocOutcome,
     DocState,
@@ -270,6 +271,7 @@ async def _run_locked(
         }
     except Exception as exc:  # the checks are advisory: a failure is reported, not fatal
         report["quality"] = {"error": f"{type(exc).__name__}: {exc}"}
+    await asyncio.to_thread(attach_dataset, config.output_dir, report)  # parquet + README.md; never fails the run
     write_json_atomic(config.output_dir / "report.json", report)
     failed = report["documents"]["failed"] + report["documents"]["missing"] + report["documents"]["refused"]
     exit_code = EXIT_PARTIAL if failed else EXIT_OK
