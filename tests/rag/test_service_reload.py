@@ -223,3 +223,48 @@ def test_low_memory_reload_answers_503_with_retry_after_until_the_new_version_is
         reloading.join(60)
         after = httpx.post(f"{server.url}/search", json=QUERY, headers=headers)
         assert after.status_code == 200 and _version_of(after) == "beta"
+
+
+def test_mcp_tools_and_the_chat_api_follow_the_reload(index_dir, beta):
+    """The MCP tools and the chat API hold no index of their own: after a reload they serve beta."""
+    import asyncio
+
+    from fastmcp import Client
+    from fastmcp.client.transports import StreamableHttpTransport
+
+    from .scripted_answers import scripted_answers
+
+    async def mcp_view(url: str) -> tuple[str, int]:
+        async with Client(StreamableHttpTransport(f"{url}/mcp", headers={"X-API-Key": KEY})) as client:
+            hits = (await client.call_tool("search", {"query": QUERY["query"], "k": 5})).structured_content["results"]
+            info = (await client.call_tool("index_info", {})).structured_content
+            return {h["id"].split("-")[0] for h in hits}.pop(), info["chunks"]
+
+    def chat_citations(url: str) -> list[str]:
+        body = {"model": "liquid-rag", "messages": [{"role": "user", "content": "What did the telescope record?"}]}
+        r = httpx.post(f"{url}/v1/chat/completions", json=body, headers={"X-API-Key": KEY}, timeout=60)
+        assert r.status_code == 200, r.text
+        return [c["id"] for c in r.json()["citations"]]
+
+    with LiveServer(create_app(index_dir, api_key=KEY, model=scripted_answers())) as server:
+        assert asyncio.run(mcp_view(server.url)) == ("alpha", 36)
+        cited = chat_citations(server.url)
+        assert cited and all(c.startswith("alpha-") for c in cited)
+        publish(beta, index_dir)
+        assert httpx.post(f"{server.url}/admin/reload", headers={"X-API-Key": KEY}, timeout=60).status_code == 200
+        assert asyncio.run(mcp_view(server.url)) == ("beta", 24)
+        cited = chat_citations(server.url)
+        assert cited and all(c.startswith("beta-") for c in cited)
+
+
+def test_a_failed_low_memory_reload_serves_nothing_until_a_good_version_loads(index_dir, beta):
+    app = create_app(index_dir, api_key=KEY, reload_low_memory=True)
+    reloader = app.state.reloader
+    (index_dir / MANIFEST_FILE).write_text("{not json")
+    outcome = reloader.check()
+    assert outcome.status == "failed" and outcome.version is None and "manifest" in outcome.error
+    assert reloader.peek() is None and reloader.health()["status"] == "failed"
+    assert reloader.check().status == "failed"  # with nothing served, every poll tries again
+    publish(beta, index_dir)
+    assert reloader.check().status == "reloaded" and len(reloader.current.index.store) == 24
+    assert reloader.check() is None  # unchanged since
