@@ -163,6 +163,30 @@ async def measure(pid: int, url: str, queries: list[str], args) -> dict:
     }
 
 
+def footprint(index: Path) -> dict:
+    """What one more loaded version of ``index`` costs in this process: Python-traced bytes retained
+    (numpy arrays included), FAISS's vectors (C++, not traced), and the RSS growth."""
+    import gc
+    import tracemalloc
+
+    from rag_runtime import RagIndex
+
+    process = psutil.Process()
+    first = RagIndex.load(index)
+    if first.dense is not None:
+        first.dense.encode_queries(["warm-up"])  # the encoder is shared by both versions
+    gc.collect()
+    rss = process.memory_info().rss
+    tracemalloc.start()
+    second = RagIndex.load(index)
+    gc.collect()
+    traced, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    faiss_bytes = second.dense.index.ntotal * second.dense.index.d * 4 if second.dense is not None else 0
+    return {"traced_mb": traced / 2**20, "traced_peak_mb": peak / 2**20, "faiss_vectors_mb": faiss_bytes / 2**20,
+            "rss_growth_mb": (process.memory_info().rss - rss) / 2**20, "documents": len(second.store)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--index", type=Path, required=True, help="Index folder (made by build-index) to serve and reload.")
@@ -191,6 +215,11 @@ def main() -> None:
                   f"{res['served_during_reloads']} served, {res['refused_503_during_reloads']} refused (503)\n"
                   f"  server RSS {res['rss_before_mb']:.0f} MB before, peak {res['rss_peak_mb']:.0f} MB during reloads "
                   f"(+{res['rss_peak_mb'] - res['rss_before_mb']:.0f} MB)")
+    size = footprint(args.index)
+    results["one more loaded version"] = size
+    print(f"\none more loaded version of the index ({size['documents']} documents): {size['traced_mb']:.1f} MB Python-traced "
+          f"(peak {size['traced_peak_mb']:.1f} MB while loading) + {size['faiss_vectors_mb']:.1f} MB FAISS vectors; "
+          f"RSS +{size['rss_growth_mb']:.0f} MB")
     print(f"\n# load average {os.getloadavg()[0]:.2f} at end")
     if args.output:
         args.output.write_text(json.dumps(results, indent=2))

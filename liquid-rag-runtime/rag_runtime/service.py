@@ -9,8 +9,11 @@ server at ``/mcp`` (streamable HTTP, ``mcp_server``) and an OpenAI-compatible ch
 * With ``api_key`` set (or ``RAG_API_KEY`` for ``serve``), every endpoint but ``/health`` needs the
   key, as ``X-API-Key`` or ``Authorization: Bearer`` (``service_auth``); ``/mcp`` too, through an
   ASGI guard around the mounted app.
-* The index (documents, BM25, FAISS) and the query encoder are loaded once, when the app is
-  created; the answer model is made on the first answer. No endpoint takes a path: the service
+* The index (documents, BM25, FAISS) and the query encoder are loaded when the app is created;
+  the answer model is made on the first answer. A new version of the index folder is served
+  without a restart (``index_reload``): the manifest watcher (``reload_interval_s``) or
+  ``POST /admin/reload`` (only with an API key, and behind it) loads it, then swaps it in; every
+  request keeps the version it started with; a version that fails to load is not served. No endpoint takes a path: the service
   reads no file but those of its index folder, and loads an embedding model only from inside it or
   from ``allowed_embedding_models`` (``index.confine_embedding_model``).
 * Answers are chosen per request (``answer_mode``, ``answer_style`` on ``/ask``, MCP ``ask`` and the
