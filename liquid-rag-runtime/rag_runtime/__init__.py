@@ -42,6 +42,8 @@ _EXPORTS = {
     "HybridRetriever": "rag_runtime.hybrid",
     "IndexFormatError": "rag_runtime.index",
     "IndexManifest": "rag_runtime.index",
+    "IndexReloader": "rag_runtime.index_reload",
+    "ReloadOutcome": "rag_runtime.index_reload",
     "RagIndex": "rag_runtime.index",
     "build_index": "rag_runtime.index",
     "Retriever": "rag_runtime.retriever",

@@ -96,10 +96,24 @@ class AskResponse(Answer):
     took_ms: float
 
 
+class ReloadHealth(BaseModel):
+    """The index reload's state (``index_reload``); the error text is in ``POST /admin/reload``'s answer
+    and the log, not here (``/health`` is open)."""
+
+    status: Literal["ok", "reloading", "failed"] = Field(
+        description="failed: the last reload attempt failed and the previous version is still served.")
+    interval_s: float = Field(description="Seconds between checks of the index folder's manifest (0: no watcher).")
+    reloads: int = Field(description="Successful reloads since start.")
+    failures: int = Field(description="Failed reload attempts since start.")
+    last_attempt_at: str | None = None
+
+
 class HealthResponse(BaseModel):
     status: Literal["ok"] = "ok"
     documents: int
     modes: list[str]
     embedding_model: str | None
     index_created_at: str
+    index_version: str | None = Field(None, description="The served manifest's SHA-256, first 16 hex digits.")
+    reload: ReloadHealth | None = None
     auth: bool

@@ -247,6 +247,12 @@ def serve(
     mcp_allowed_host: Annotated[list[str] | None, typer.Option(
         help="A Host name /mcp accepts besides localhost, 127.0.0.1, ::1 and the bind address (e.g. the name behind "
              "a proxy; 'name:*' any port); repeatable.")] = None,
+    reload_interval: Annotated[float, typer.Option(
+        min=0, help="Seconds between checks of the index folder's manifest.json; a changed one is loaded and served "
+                    "without a restart (0: no watcher). With --api-key, POST /admin/reload reloads at once.")] = 5.0,
+    reload_low_memory: Annotated[bool, typer.Option(
+        "--reload-low-memory", help="On reload, drop the old index before loading the new one (requests meanwhile "
+        "get 503 + Retry-After) instead of holding both in memory for the load.")] = False,
 ) -> None:
     """Serve /search, /ask, /health, /metrics, the MCP server at /mcp and the chat API at /v1 over HTTP."""
     import uvicorn
@@ -267,7 +273,8 @@ def serve(
                          answer_style=answer_style, support=support, limits=limits, cors_origins=cors_origin,
                          allowed_embedding_models=[*DEFAULT_ALLOWED_EMBEDDING_MODELS, *(allow_embedding_model or [])],
                          allowed_answer_modes=allow_answer_mode, allowed_answer_styles=allow_answer_style,
-                         mcp=mcp, mcp_allowed_hosts=mcp_allowed_host)
+                         mcp=mcp, mcp_allowed_hosts=mcp_allowed_host, reload_interval_s=reload_interval,
+                         reload_low_memory=reload_low_memory)
     uvicorn.run(api, host=host, port=port, log_level="warning", timeout_keep_alive=KEEP_ALIVE_S)
 
 

@@ -9,8 +9,11 @@ server at ``/mcp`` (streamable HTTP, ``mcp_server``) and an OpenAI-compatible ch
 * With ``api_key`` set (or ``RAG_API_KEY`` for ``serve``), every endpoint but ``/health`` needs the
   key, as ``X-API-Key`` or ``Authorization: Bearer`` (``service_auth``); ``/mcp`` too, through an
   ASGI guard around the mounted app.
-* The index (documents, BM25, FAISS) and the query encoder are loaded once, when the app is
-  created; the answer model is made on the first answer. No endpoint takes a path: the service
+* The index (documents, BM25, FAISS) and the query encoder are loaded when the app is created;
+  the answer model is made on the first answer. A new version of the index folder is served
+  without a restart (``index_reload``): the manifest watcher (``reload_interval_s``) or
+  ``POST /admin/reload`` (only with an API key, and behind it) loads it, then swaps it in; every
+  request keeps the version it started with; a version that fails to load is not served. No endpoint takes a path: the service
   reads no file but those of its index folder, and loads an embedding model only from inside it or
   from ``allowed_embedding_models`` (``index.confine_embedding_model``).
 * Answers are chosen per request (``answer_mode``, ``answer_style`` on ``/ask``, MCP ``ask`` and the
@@ -28,9 +31,11 @@ server at ``/mcp`` (streamable HTTP, ``mcp_server``) and an OpenAI-compatible ch
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +47,6 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
-    Gauge,
     generate_latest,
 )
 from starlette.routing import Route
@@ -61,17 +65,28 @@ from rag_runtime.api_models import (
     AskRequest,
     AskResponse,
     HealthResponse,
+    ReloadHealth,
     SearchRequest,
     SearchResponse,
     validation_message,
 )
-from rag_runtime.index import DEFAULT_ALLOWED_EMBEDDING_MODELS, RagIndex
-from rag_runtime.mcp_server import Backend, build_mcp_server
+from rag_runtime.index import DEFAULT_ALLOWED_EMBEDDING_MODELS, MANIFEST_FILE, RagIndex
+from rag_runtime.index_reload import (
+    CurrentPool,
+    IndexReloader,
+    IndexReloading,
+    IndexVersion,
+    ReloadingBackend,
+    ReloadOutcome,
+    manifest_signature,
+    version_of,
+)
+from rag_runtime.mcp_server import build_mcp_server
 from rag_runtime.openai_api import add_chat_api
 from rag_runtime.query_batching import BatchingEncoder
 from rag_runtime.service_auth import API_KEY_HEADER, AccessCheck, AccessDenied, KeyGuard
 from rag_runtime.service_limits import AnswerSlots, ConcurrencyLimit, RequestTimeout, ServiceLimits
-from rag_runtime.service_middleware import BodySizeLimit, RequestMetrics
+from rag_runtime.service_middleware import BodySizeLimit, RequestMetrics, error_body
 from rag_runtime.service_stream import streamed_answer
 
 log = logging.getLogger("rag_runtime.service")
@@ -98,6 +113,8 @@ def create_app(
     allowed_answer_styles: Sequence[str] | None = None,
     mcp: bool = True,
     mcp_allowed_hosts: Sequence[str] | None = None,
+    reload_interval_s: float = 0.0,
+    reload_low_memory: bool = False,
 ) -> FastAPI:
     """Build the app over ``index_dir`` (or an already loaded ``index``).
 
@@ -111,33 +128,54 @@ def create_app(
     ``allowed_answer_modes``/``allowed_answer_styles`` what a request may choose (default: all).
     ``mcp``: mount the MCP server at ``/mcp``; ``mcp_allowed_hosts``: Host names it accepts besides
     the loopback names and the address the server is bound to (e.g. the name behind a proxy).
+    ``reload_interval_s``: poll ``index_dir``'s manifest that often and serve a new version when it
+    changes (0: no watcher; ``serve`` defaults to 5 s); ``reload_low_memory``: drop the old version
+    before loading the new one (503 meanwhile) instead of holding both (``index_reload``).
     """
     limits = limits or ServiceLimits()
     if index is None:
         if index_dir is None:
             raise ValueError("create_app needs index_dir or index")
         index = RagIndex.load(index_dir, allowed_embedding_models=allowed_embedding_models)
-    if index.dense is not None:
-        # load the query encoder now, not on the first request; batch concurrent requests' queries
-        if batch_queries and not isinstance(index.dense.encoder, BatchingEncoder):
-            index.dense.encoder = BatchingEncoder(index.dense.encoder)
-        index.dense.encode_queries(["warm-up"])
+    elif index_dir is None:
+        reload_interval_s = 0  # an index object has no folder to watch
 
-    pool = AgentPool(index.retriever("hybrid" if index.dense else "bm25"), model, answer_mode=answer_mode,
-                     answer_style=answer_style, allowed_modes=allowed_answer_modes, allowed_styles=allowed_answer_styles,
-                     support=support, min_similarity=min_similarity)
+    def make_pool(new: RagIndex) -> AgentPool:
+        return AgentPool(new.retriever("hybrid" if new.dense else "bm25"), model, answer_mode=answer_mode,
+                         answer_style=answer_style, allowed_modes=allowed_answer_modes,
+                         allowed_styles=allowed_answer_styles, support=support, min_similarity=min_similarity)
+
+    encoders: dict[str, Any] = {}  # query encoder by model, kept across versions (holds no index data)
+
+    def serve_index(new: RagIndex) -> tuple[RagIndex, AgentPool]:
+        """Ready a loaded index to serve: its query encoder (the earlier version's when the model is the
+        same; batched when asked), warmed up now, not on the first request; its agent pool (a new
+        ``LiquidModel`` per version when ``model`` is None: the weights are shared by the registry)."""
+        if new.dense is not None:
+            if new.dense.encoder_model in encoders:
+                new.dense.encoder = encoders[new.dense.encoder_model]
+            else:
+                if batch_queries and not isinstance(new.dense.encoder, BatchingEncoder):
+                    new.dense.encoder = BatchingEncoder(new.dense.encoder)
+                encoders[new.dense.encoder_model] = new.dense.encoder
+            new.dense.encode_queries(["warm-up"])
+        return new, make_pool(new)
+
+    registry = CollectorRegistry()
+    reloader = IndexReloader(index_dir, index, serve_index, first_version=_first_version(index_dir),
+                             registry=registry, low_memory=reload_low_memory,
+                             load=lambda folder: RagIndex.load(folder, allowed_embedding_models=allowed_embedding_models))
     slots = AnswerSlots(limits.max_concurrent_asks, limits.ask_queue_timeout_s)
     access = AccessCheck(api_key, limits)
     mcp_app = None
     if mcp:
-        server = build_mcp_server(Backend(index=index, pool=pool), slots=slots, answer_timeout_s=limits.request_timeout_s)
+        server = build_mcp_server(ReloadingBackend(reloader), slots=slots, answer_timeout_s=limits.request_timeout_s)
         mcp_app = server.http_app(path=MCP_PATH, stateless_http=True, json_response=True, host_origin_protection=True,
                                   allowed_hosts=list(mcp_allowed_hosts) if mcp_allowed_hosts else None,
                                   allowed_origins=list(cors_origins or []))
 
-    app = FastAPI(title="Liquid RAG runtime", version="0.1.0", lifespan=mcp_app.lifespan if mcp_app else None)
-    registry = CollectorRegistry()
-    Gauge("rag_index_documents", "Documents in the served index", registry=registry).set(len(index.store))
+    app = FastAPI(title="Liquid RAG runtime", version="0.1.0",
+                  lifespan=_lifespan(mcp_app, reloader if index_dir is not None else None, reload_interval_s))
     refusals = Counter("rag_ask_refusals", "Answers refused for lack of relevant chunks", registry=registry)
 
     key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
@@ -162,16 +200,24 @@ def create_app(
         log.exception("unhandled error")
         return JSONResponse(status_code=500, content={"detail": f"internal error: {type(exc).__name__}"})
 
-    @app.get("/health", response_model=HealthResponse)
+    @app.exception_handler(IndexReloading)
+    async def _reloading(request: Request, exc: IndexReloading) -> JSONResponse:
+        return JSONResponse(status_code=503, content=error_body(request.url.path, 503, str(exc)),
+                            headers={"Retry-After": str(exc.retry_after_s)})
+
+    @app.get("/health", response_model=HealthResponse, responses={503: {"description": "A low-memory reload is under way"}})
     def health() -> HealthResponse:
-        m = index.manifest
-        return HealthResponse(documents=len(index.store), modes=index.modes, auth=api_key is not None,
+        served = reloader.current
+        m = served.index.manifest
+        return HealthResponse(documents=len(served.index.store), modes=served.index.modes, auth=api_key is not None,
                               embedding_model=m.dense.embedding_model if m.dense else None,
-                              index_created_at=m.created_at)
+                              index_created_at=m.created_at, index_version=served.version.label,
+                              reload=ReloadHealth(**reloader.health()))
 
     @app.post("/search", response_model=SearchResponse, dependencies=[Depends(check_api_key)])
     def search(req: SearchRequest) -> SearchResponse:
         start = time.perf_counter()
+        index = reloader.current.index  # this request's version, to its end
         try:
             retriever = index.retriever(req.mode, fusion=req.fusion, dense_weight=req.dense_weight)
         except ValueError as exc:
@@ -193,7 +239,7 @@ def create_app(
     async def ask(req: AskRequest) -> Any:
         start = time.perf_counter()
         try:
-            agent = pool.agent(req.answer_mode, req.answer_style)
+            agent = reloader.current.pool.agent(req.answer_mode, req.answer_style)
         except AnswerChoiceError as exc:
             raise HTTPException(422, f"invalid request: {exc}") from exc
         except AnswerUnavailable as exc:
@@ -218,17 +264,73 @@ def create_app(
     from rag_runtime.pages.search_page import mount_search_page
 
     mount_search_page(app)  # the /ui page and the offline /docs
-    add_chat_api(app, pool, access, limits, index.manifest.created_at)
+    if api_key is not None:
+        _add_admin_routes(app, reloader, check_api_key)
+    add_chat_api(app, CurrentPool(reloader), access, limits, index.manifest.created_at)
     if mcp_app is not None:
         # a plain route (not a Mount): POST /mcp itself, no redirect to /mcp/; the key check wraps it
         app.router.routes.append(Route(MCP_PATH, KeyGuard(mcp_app, access, lambda _status, message: {"detail": message})))
 
-    app.state.index = index
+    app.state.reloader = reloader  # reloader.current.index / .pool: the version served now
     app.state.limits = limits
     app.state.answer_slots = slots
-    app.state.agent_pool = pool
     _add_middleware(app, registry, limits, slots, max_body_bytes, cors_origins)
     return app
+
+
+def _first_version(index_dir: str | Path | None) -> IndexVersion:
+    """The version of the index loaded at start (from its folder's manifest; none for an object)."""
+    if index_dir is None:
+        return IndexVersion(created_at="", digest="in-memory", signature=None)
+    folder = Path(index_dir)
+    signature = manifest_signature(folder)
+    return version_of((folder / MANIFEST_FILE).read_bytes(), signature)
+
+
+def _lifespan(mcp_app: Any, reloader: IndexReloader | None, interval_s: float):
+    """The app's lifespan: the MCP app's (its session manager) and the index watcher."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            if mcp_app is not None:
+                await stack.enter_async_context(mcp_app.lifespan(app))
+            watcher = None
+            if reloader is not None and interval_s and interval_s > 0:
+                reloader.interval_s = interval_s
+                watcher = asyncio.create_task(_watch(reloader, interval_s), name="index-watcher")
+            try:
+                yield
+            finally:
+                if watcher is not None:
+                    watcher.cancel()
+
+    return lifespan
+
+
+async def _watch(reloader: IndexReloader, interval_s: float) -> None:
+    """Every ``interval_s``: reload when the index folder's manifest changed (in a thread: the
+    event loop keeps serving while the new version loads)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await asyncio.to_thread(reloader.check)
+        except Exception:  # check() reports load failures itself; this is a bug, keep watching
+            log.exception("index watcher")
+
+
+def _add_admin_routes(app: FastAPI, reloader: IndexReloader, check_api_key: Callable[..., None]) -> None:
+    """``POST /admin/reload`` (only with an API key: an open server has no admin route)."""
+
+    @app.post("/admin/reload", response_model=ReloadOutcome, dependencies=[Depends(check_api_key)],
+              responses={409: {"model": ReloadOutcome, "description": "The new version could not be loaded; "
+                                                                      "the previous one is still served"}})
+    async def admin_reload() -> Any:
+        """Load the index folder's current version and serve it; a failure keeps the old version (409)."""
+        outcome = await asyncio.to_thread(reloader.reload)
+        if outcome.status == "failed":
+            return JSONResponse(status_code=409, content=outcome.model_dump(mode="json"))
+        return outcome
 
 
 def _add_middleware(app: FastAPI, registry: CollectorRegistry, limits: ServiceLimits, slots: AnswerSlots,
