@@ -36,7 +36,7 @@ from etl_pipeline.config import DEFAULT_INPUT_DIR, EtlConfig  # noqa: E402
 
 DESIGNS = ("local", "ray1", "ray2", "local_remote", "ray2_remote")
 COMPARED = ("chunks.jsonl", "metadata.jsonl", "summaries.jsonl", "qa_pairs.jsonl", "validation.jsonl", "ft/samples.jsonl",
-            "index/chunks.faiss", "index/id_map.json", "taxonomy.json", "manifest.json")
+            "index/manifest.json", "taxonomy.json", "manifest.json")
 
 
 def measure(design: str, args: argparse.Namespace) -> dict:

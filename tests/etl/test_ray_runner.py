@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 DOCS = ("tides.md", "sourdough_starter.txt", "bicycle_chain.rst")
 SETTINGS = {"stages": ("summary",), "max_chunks_per_doc": 1, "concurrency": 2, "docs_in_flight": 1, "temperature": 0.0}
 MERGED = ("chunks.jsonl", "metadata.jsonl", "summaries.jsonl", "qa_pairs.jsonl", "validation.jsonl", "ft/samples.jsonl",
-          "ft/train.jsonl", "ft/train_alpaca.jsonl", "index/chunks.faiss", "index/id_map.json", "index/metadata.jsonl",
+          "ft/train.jsonl", "ft/train_alpaca.jsonl", "index/manifest.json",
           "taxonomy.json", "manifest.json")
 
 
