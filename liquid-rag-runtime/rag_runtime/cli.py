@@ -30,7 +30,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 KEEP_ALIVE_S = 30  # uvicorn's default 5 s lets a loaded client reuse a connection the server is closing
-IndexOption = Annotated[Path, typer.Option("--index", help="Index folder made by build-index.")]
+IndexOption = Annotated[Path, typer.Option("--index", help="Index folder made by build-index, or an ETL run folder (its index/).")]
 StyleOption = Annotated[Literal["generative", "extractive"], typer.Option("--answer-style", "--style", help="generative (free answer) or extractive (a sentence copied from a cited chunk).")]
 MinSimilarityOption = Annotated[float | None, typer.Option(
     "--min-similarity", help="Refuse when no retrieved chunk reaches this dense (cosine) score (default 0.35, "
