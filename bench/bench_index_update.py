@@ -89,8 +89,10 @@ def timed(fn):
 
 @app.command()
 def main(data_dir: Annotated[Path, typer.Option("--data-dir", help="The shared evaluation data folder.")],
-         seed: Annotated[int, typer.Option(help="Which article is edited, and the query sample.")] = 0) -> None:
-    articles = paragraphs(data_dir / "wikipedia" / "articles.jsonl")
+         seed: Annotated[int, typer.Option(help="Which article is edited, and the query sample.")] = 0,
+         articles_limit: Annotated[int, typer.Option("--articles", min=2, help="Use the first N articles (default all 200).")] = 200,
+         ) -> None:
+    articles = paragraphs(data_dir / "wikipedia" / "articles.jsonl")[:articles_limit]
     rng = random.Random(seed)
     victim = rng.randrange(len(articles))
     aid, title, paras = articles[victim]
