@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from etl_helpers import REPO, SAMPLES, write_text_pdf
+from etl_helpers import REPO, RUN_INDEX_FILES, SAMPLES, run_file, write_text_pdf
 from typer.testing import CliRunner
 
 from etl_pipeline import EXIT_OK, EXIT_PARTIAL
@@ -191,7 +191,7 @@ def test_empty_input_folder_is_fatal(tmp_path: Path):
 
 KILL_ARGS = ["--concurrency", "1", "--docs-in-flight", "1", "--temperature", "0", "--stages", "metadata,summary,qa,judge", "--quiet", "--no-track"]
 COMPARED = ("chunks.jsonl", "metadata.jsonl", "summaries.jsonl", "qa_pairs.jsonl", "validation.jsonl",
-            "ft/train.jsonl", "ft/samples.jsonl", "ft/train_alpaca.jsonl", "index/manifest.json", "taxonomy.json")
+            "ft/train.jsonl", "ft/samples.jsonl", "ft/train_alpaca.jsonl", *RUN_INDEX_FILES, "taxonomy.json")
 
 
 def _cli(input_dir: Path, out: Path, env: dict[str, str]) -> subprocess.Popen:
@@ -246,7 +246,7 @@ def test_killed_runs_resume_to_exactly_the_uninterrupted_outputs(tmp_path: Path)
     assert final.wait() == EXIT_OK, final.stderr.read().decode()[-2000:]
 
     for name in COMPARED:
-        assert (out / name).read_bytes() == (reference / name).read_bytes(), f"{name} differs from the uninterrupted run"
+        assert run_file(out, name) == run_file(reference, name), f"{name} differs from the uninterrupted run"
     ids = [q["qa_id"] for q in _lines(out / "qa_pairs.jsonl")]
     assert len(ids) == len(set(ids))
     chunk_ids = [c["chunk_id"] for c in _lines(out / "chunks.jsonl")]

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from etl_helpers import ScriptedModels
+from etl_helpers import RUN_INDEX_FILES, ScriptedModels, run_file
 
 from etl_pipeline import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EtlConfig, run
 from liquid_shared.schemas import (
@@ -183,8 +183,8 @@ def test_interrupted_run_resumes_to_the_same_outputs(sample_copy: Path, tmp_path
     resumed = ScriptedModels()
     result = run(_config(sample_copy, out), model_provider=resumed, track=False)
     assert result.report["this_run"]["skipped_unchanged"] == done
-    for name in ("chunks.jsonl", "metadata.jsonl", "summaries.jsonl", "qa_pairs.jsonl", "validation.jsonl", "ft/train.jsonl", "index/manifest.json"):
-        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    for name in ("chunks.jsonl", "metadata.jsonl", "summaries.jsonl", "qa_pairs.jsonl", "validation.jsonl", "ft/train.jsonl", *RUN_INDEX_FILES):
+        assert run_file(out, name) == run_file(reference, name), name
 
 
 def test_bad_documents_fail_alone_and_the_exit_code_says_partial(sample_copy: Path, tmp_path: Path, scripted: ScriptedModels):

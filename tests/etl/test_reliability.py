@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from etl_helpers import REPO, ScriptedModels
+from etl_helpers import REPO, RUN_INDEX_FILES, ScriptedModels, run_file
 
 from etl_pipeline import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EtlConfig, run
 from etl_pipeline.chunking import build_chunks
@@ -24,7 +24,7 @@ from etl_pipeline.loaders import discover_sources, load_document
 from liquid_shared.schemas import Chunk, read_jsonl
 
 COMPARED = ("chunks.jsonl", "metadata.jsonl", "summaries.jsonl", "qa_pairs.jsonl", "validation.jsonl",
-            "ft/train.jsonl", "index/manifest.json", "taxonomy.json")
+            "ft/train.jsonl", *RUN_INDEX_FILES, "taxonomy.json")
 
 
 def _corpus(folder: Path) -> Path:
@@ -45,7 +45,7 @@ def _run(input_dir: Path, out: Path, models: ScriptedModels | None = None, **kw)
 
 
 def _outputs(out: Path) -> dict[str, bytes]:
-    return {name: (out / name).read_bytes() for name in COMPARED}
+    return {name: run_file(out, name) for name in COMPARED}
 
 
 # 1 -------------------------------------------------------------------------------------------
