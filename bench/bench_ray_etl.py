@@ -36,7 +36,7 @@ from etl_pipeline.config import DEFAULT_INPUT_DIR, EtlConfig  # noqa: E402
 
 DESIGNS = ("local", "ray1", "ray2", "local_remote", "ray2_remote")
 COMPARED = ("chunks.jsonl", "metadata.jsonl", "summaries.jsonl", "qa_pairs.jsonl", "validation.jsonl", "ft/samples.jsonl",
-            "index/chunks.faiss", "index/id_map.json", "taxonomy.json", "manifest.json")
+            "index/docs.jsonl", "index/dense/index.faiss", "taxonomy.json", "manifest.json")
 
 
 def measure(design: str, args: argparse.Namespace) -> dict:
@@ -96,7 +96,12 @@ def identical_to_local(args: argparse.Namespace, design: str) -> bool | None:
     local, other = args.out / "runs" / reference, args.out / "runs" / design
     if not (local / "manifest.json").is_file() or not (other / "manifest.json").is_file():
         return None
-    return all((local / name).read_bytes() == (other / name).read_bytes() for name in COMPARED)
+    from rag_runtime.index import data_folder
+
+    def read(run, name):  # the index's files are in its current version folder
+        return (data_folder(run) / name.removeprefix("index/")).read_bytes() if name.startswith("index/") else (run / name).read_bytes()
+
+    return all(read(local, name) == read(other, name) for name in COMPARED)
 
 
 def table(args: argparse.Namespace) -> str:

@@ -5,7 +5,7 @@ order, so merging the same shards always writes the same bytes; merging again af
 harmless (every file is replaced atomically, ``report.json`` last). A merge killed mid-write
 leaves dot-named temporaries (``.<name>.<random>.tmp``) in the run folder, ``ft/`` or ``index/``;
 the next merge deletes them before it writes (``report.json`` lists them under
-``removed_temporaries``). This module writes the data files; ``faiss_index`` writes the index
+``removed_temporaries``). This module writes the data files; ``run_index`` writes the index
 and ``run_report`` builds ``report.json``.
 
 Run folder layout::
@@ -18,9 +18,8 @@ Run folder layout::
     ft/train.jsonl        {"messages": [...]}   chat format, valid QA pairs only
     ft/train_alpaca.jsonl {"instruction", "input", "output"}
     ft/samples.jsonl      FineTuneSample   (the same samples with their ids, line by line)
-    index/chunks.faiss    IndexFlatIP over unit vectors (cosine), one row per chunk
-    index/id_map.json     {"ids": [chunk_id, ...], "model", "dim", "metric"}
-    index/metadata.jsonl  one line per row: chunk_id, doc_id, source, position, section_path, tmd, category
+    index/manifest.json   the rag_runtime index of the chunks (``liquid rag search --index RUN``): BM25 and
+    index/v<N>-<hex>/     flat FAISS over the chunk vectors, in a version folder the manifest names
     taxonomy.json         topic tree over all documents (count and importance per node)
     manifest.json         every selected document: doc_id, source, content_hash, status, counts, error
     report.json           counts per stage, timings, tokens, memory, boundary report, errors
@@ -37,9 +36,9 @@ import numpy as np
 
 from etl_pipeline.assemble import merge_taxonomies
 from etl_pipeline.config import EtlConfig
-from etl_pipeline.faiss_index import index_rows, write_faiss_index
 from etl_pipeline.llm_stages import DocStats, StageStats
 from etl_pipeline.loaders import SourceItem
+from etl_pipeline.run_index import write_run_index
 from etl_pipeline.run_report import build_report
 from etl_pipeline.shards import ShardDamaged, ShardRecord, ShardStore
 from etl_pipeline.trust import ft_card, trust_statement
@@ -180,13 +179,13 @@ def merge_run(
     trust = trust_statement(config)
     write_text_atomic(out / "ft" / "README.md", ft_card(config, trust, len(m.samples)))
     matrix = np.concatenate(m.vectors) if m.vectors else np.zeros((0, dim), dtype=np.float32)
-    write_faiss_index(out / "index", matrix, [c.chunk_id for c in m.chunks], index_rows(m.chunks, m.metadata), dim)
+    index_update = write_run_index(out / "index", m.chunks, m.metadata, matrix, source=str(config.input_dir))
     write_json_atomic(out / "taxonomy.json", merge_taxonomies(m.trees))
     write_json_atomic(
         out / "manifest.json",
         {"fingerprint": config.fingerprint(), "input_dir": str(config.input_dir), "documents": m.manifest},
     )
-    notes = {**(run_notes or {}), "removed_temporaries": swept}
+    notes = {**(run_notes or {}), "removed_temporaries": swept, "index_update": index_update}
     report = build_report(
         config, m, n_vectors=int(matrix.shape[0]), this_run=this_run, started_at=started_at, memory=memory, run_notes=notes,
         trust=trust,

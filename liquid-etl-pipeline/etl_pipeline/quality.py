@@ -14,7 +14,6 @@ Writes ``quality.json`` into the run folder and returns the same dict.
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,15 +28,13 @@ from liquid_shared.schemas import Chunk, read_jsonl
 
 
 def _load_vectors(run_dir: Path, chunk_ids: list[str]) -> np.ndarray:
-    import faiss
+    from rag_runtime.dense import stored_vectors
+    from rag_runtime.index import RagIndex
 
-    index = faiss.read_index(str(run_dir / "index" / "chunks.faiss"))
-    ids = json.loads((run_dir / "index" / "id_map.json").read_text(encoding="utf-8"))["ids"]
-    if ids != chunk_ids:
-        raise ValueError(f"{run_dir}: index/id_map.json does not list the chunks of chunks.jsonl in order")
-    if index.ntotal == 0:
-        return np.zeros((0, index.d), dtype=np.float32)
-    return index.reconstruct_n(0, index.ntotal)
+    index = RagIndex.load(run_dir)
+    if index.dense is None or index.store.ids != chunk_ids:
+        raise ValueError(f"{run_dir}: the index in index/ does not list the chunks of chunks.jsonl in order")
+    return stored_vectors(index.dense.index)
 
 
 def _stats(values: list[float]) -> dict[str, float]:

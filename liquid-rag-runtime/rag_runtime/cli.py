@@ -30,7 +30,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 KEEP_ALIVE_S = 30  # uvicorn's default 5 s lets a loaded client reuse a connection the server is closing
-IndexOption = Annotated[Path, typer.Option("--index", help="Index folder made by build-index.")]
+IndexOption = Annotated[Path, typer.Option("--index", help="Index folder made by build-index, or an ETL run folder (its index/).")]
 StyleOption = Annotated[Literal["generative", "extractive"], typer.Option("--answer-style", "--style", help="generative (free answer) or extractive (a sentence copied from a cited chunk).")]
 MinSimilarityOption = Annotated[float | None, typer.Option(
     "--min-similarity", help="Refuse when no retrieved chunk reaches this dense (cosine) score (default 0.35, "
@@ -116,8 +116,15 @@ def build_index_cmd(
     b: Annotated[float, typer.Option(help="BM25 b.")] = 0.75,
     stemmer: Annotated[str, typer.Option(help="PyStemmer algorithm, or 'none'.")] = "english",
     stopwords: Annotated[str, typer.Option(help="bm25s stopword list ('en'), or 'none'.")] = "en",
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Build from scratch even when -o/--output holds an index "
+                                          "with these settings (by default it is updated: only new or changed documents "
+                                          "are embedded).")] = False,
 ) -> None:
-    """Index an ETL run folder or a BEIR folder (BM25 + FAISS) into -o/--output (also: `build`)."""
+    """Index an ETL run folder or a BEIR folder (BM25 + FAISS) into -o/--output (also: `build`).
+
+    An ETL run folder is already an index (``liquid rag search --index RUN``); build one from it
+    only for other settings (hnsw, another embedding model).
+    """
     from rag_runtime.bm25 import Bm25Params
     from rag_runtime.dense import DenseParams
     from rag_runtime.index import build_index
@@ -130,8 +137,12 @@ def build_index_cmd(
         dense_params = DenseParams(kind=dense, **({"embedding_model": embedding_model} if embedding_model else {}))
         with _progress() as progress:
             index = build_index(source, out, bm25_params=bm25_params, dense_params=dense_params,
-                                with_dense=not no_dense, progress=progress)
+                                with_dense=not no_dense, rebuild=rebuild, progress=progress)
     console.print(f"indexed {len(index.store)} documents from {source} ({index.manifest.source_kind}) into {out}")
+    if index.last_update is not None:
+        u = index.last_update
+        console.print(f"updated in place: {u.added} added, {u.changed} changed, {u.removed} removed, "
+                      f"{u.unchanged} unchanged; {u.embedded} texts embedded")
 
 
 app.command("build", cls=renamed(out="--output"), help="The same as build-index.")(build_index_cmd)

@@ -77,6 +77,19 @@ def corpus_encoder(model: str = DEFAULT_EMBEDDING_MODEL):
     return get_embedder(model)
 
 
+def stored_vectors(index: faiss.Index) -> np.ndarray:
+    """Every vector a FAISS index holds, row order (flat and HNSW store them; IVF after a direct map)."""
+    if index.ntotal == 0:
+        return np.zeros((0, index.d), dtype=np.float32)
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:
+        ivf = None
+    if ivf is not None:
+        ivf.make_direct_map()
+    return index.reconstruct_n(0, index.ntotal)
+
+
 def _new_index(params: DenseParams, dim: int, n: int) -> faiss.Index:
     if params.kind == "flat":
         return faiss.IndexFlatIP(dim)

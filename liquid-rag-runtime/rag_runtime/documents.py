@@ -33,11 +33,15 @@ class IndexedDoc(BaseModel):
     text: str
     title: str = ""
     metadata: dict[str, Any] = Field(default_factory=dict)
+    search_title: bool = Field(
+        True, description="Whether the title is part of what is searched and embedded (BEIR documents: yes; "
+        "ETL chunks: no, their title is the document's, repeated on every chunk).",
+    )
 
     @property
     def search_text(self) -> str:
-        """What BM25 tokenises and the encoder embeds: title and text (BEIR's convention)."""
-        return f"{self.title} {self.text}".strip() if self.title else self.text
+        """What BM25 tokenises and the encoder embeds: title and text (BEIR's convention), or the text alone."""
+        return f"{self.title} {self.text}".strip() if self.title and self.search_title else self.text
 
 
 class DocStore:
@@ -89,19 +93,15 @@ def _merge_lists(*values: Any) -> list[str]:
     return out
 
 
-def load_etl_run(folder: str | Path) -> list[IndexedDoc]:
-    """Chunks of an ETL run folder (``chunks.jsonl``), with ``metadata.jsonl`` merged in if present."""
-    from liquid_shared.schemas import Chunk, ChunkMetadata, read_jsonl
+def etl_documents(chunks: Sequence[Any], metadata: Sequence[Any] = ()) -> list[IndexedDoc]:
+    """``IndexedDoc`` records of ETL chunks (``liquid_shared.schemas.Chunk``), their ``ChunkMetadata`` merged in.
 
-    folder = Path(folder)
-    chunks_path = folder / "chunks.jsonl"
-    if not chunks_path.is_file():
-        raise SourceFormatError(f"{folder}: not an ETL run folder (no chunks.jsonl)")
-    extra: dict[str, ChunkMetadata] = {}
-    if (folder / "metadata.jsonl").is_file():
-        extra = {m.chunk_id: m for m in read_jsonl(folder / "metadata.jsonl", ChunkMetadata)}
+    The one mapping from an ETL run to index documents: ``load_etl_run`` (build-index) and the
+    ETL's own index writer both use it, so both producers index the same documents.
+    """
+    extra = {m.chunk_id: m for m in metadata}
     docs = []
-    for chunk in read_jsonl(chunks_path, Chunk):
+    for chunk in chunks:
         cm = extra.get(chunk.chunk_id)
         meta = dict(chunk.metadata)
         meta.update(doc_id=chunk.doc_id, position=chunk.position, section_path=chunk.section_path)
@@ -112,7 +112,22 @@ def load_etl_run(folder: str | Path) -> list[IndexedDoc]:
         if cm is not None:
             meta.update(keywords=cm.keywords, entities=cm.entities, importance=cm.importance.value)
         title = str(meta.pop("title", "") or "")
-        docs.append(IndexedDoc(id=chunk.chunk_id, text=chunk.text, title=title, metadata=meta))
+        # the chunk text alone is embedded: what the ETL embeds, and better than title + text on
+        # SQuAD paragraphs under their article's title (docs/results.md, "Which text to embed")
+        docs.append(IndexedDoc(id=chunk.chunk_id, text=chunk.text, title=title, metadata=meta, search_title=False))
+    return docs
+
+
+def load_etl_run(folder: str | Path) -> list[IndexedDoc]:
+    """Chunks of an ETL run folder (``chunks.jsonl``), with ``metadata.jsonl`` merged in if present."""
+    from liquid_shared.schemas import Chunk, ChunkMetadata, read_jsonl
+
+    folder = Path(folder)
+    chunks_path = folder / "chunks.jsonl"
+    if not chunks_path.is_file():
+        raise SourceFormatError(f"{folder}: not an ETL run folder (no chunks.jsonl)")
+    metadata = list(read_jsonl(folder / "metadata.jsonl", ChunkMetadata)) if (folder / "metadata.jsonl").is_file() else []
+    docs = etl_documents(list(read_jsonl(chunks_path, Chunk)), metadata)
     if not docs:
         raise SourceFormatError(f"{chunks_path}: no chunks to index")
     return docs

@@ -141,3 +141,16 @@ def write_text_pdf(path: Path, title: str, paragraphs: list[str], *, width: int 
         fig.savefig(path, format="pdf", metadata={"Title": title, "Creator": "liquid-stack tests"})
         plt.close(fig)
     return path
+
+
+RUN_INDEX_FILES = ("index/docs.jsonl", "index/dense/index.faiss", "index/dense/ids.json")
+"""The run index's files to compare between run folders (its manifest holds times and a version name)."""
+
+
+def run_file(out: Path, name: str) -> bytes:
+    """The bytes of ``name`` in run folder ``out``; ``index/...`` is read from the index's current version."""
+    if name.startswith("index/"):
+        from rag_runtime.index import data_folder
+
+        return (data_folder(out) / name.removeprefix("index/")).read_bytes()
+    return (out / name).read_bytes()

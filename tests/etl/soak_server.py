@@ -32,8 +32,8 @@ import faiss  # noqa: E402,F401
 import sentence_transformers  # noqa: E402,F401
 from etl_helpers import ScriptedModels  # noqa: E402
 
-import etl_pipeline.faiss_index  # noqa: E402,F401 - imported before forking, so children start fast
 import etl_pipeline.merge as merge  # noqa: E402
+import etl_pipeline.run_index  # noqa: E402,F401 - imported before forking, so children start fast
 import etl_pipeline.runner as runner  # noqa: E402
 from etl_pipeline.graph import Events  # noqa: E402
 
@@ -83,7 +83,7 @@ def _child(cmd: dict) -> int:
         def document_done(self, outcome) -> None:
             mark("doc")
 
-    real_merge, real_index = runner.merge_run, merge.write_faiss_index
+    real_merge, real_index = runner.merge_run, merge.write_run_index
 
     def merge_run(*args, **kwargs):
         mark("merge")
@@ -95,7 +95,7 @@ def _child(cmd: dict) -> int:
         mark("report")
         return result
 
-    runner.merge_run, merge.write_faiss_index = merge_run, write_index
+    runner.merge_run, merge.write_run_index = merge_run, write_index
     mark("start")
     config = runner.EtlConfig(input_dir=cmd["input"], output_dir=cmd["output"], concurrency=4, docs_in_flight=1)
     result = runner.run(config, model_provider=ScriptedModels(), events=Marks(), track=False)

@@ -20,9 +20,8 @@ import sys
 import time
 from pathlib import Path
 
-import faiss
 import pytest
-from etl_helpers import REPO, SAMPLES, write_text_pdf
+from etl_helpers import REPO, RUN_INDEX_FILES, SAMPLES, run_file, write_text_pdf
 from typer.testing import CliRunner
 
 from etl_pipeline import EXIT_OK, EXIT_PARTIAL
@@ -36,6 +35,7 @@ from liquid_shared.schemas import (
     ValidationResult,
     read_jsonl,
 )
+from rag_runtime import RagIndex
 
 pytestmark = pytest.mark.slow
 
@@ -48,9 +48,7 @@ OUTPUT_FILES = (
     "ft/train.jsonl",
     "ft/train_alpaca.jsonl",
     "ft/samples.jsonl",
-    "index/chunks.faiss",
-    "index/id_map.json",
-    "index/metadata.jsonl",
+    "index/manifest.json",
     "taxonomy.json",
     "manifest.json",
     "report.json",
@@ -99,8 +97,8 @@ def test_default_run_writes_every_output_and_the_counts_match(default_run):
     samples = list(read_jsonl(out / "ft" / "samples.jsonl", FineTuneSample))
     chat = _lines(out / "ft" / "train.jsonl")
     alpaca = _lines(out / "ft" / "train_alpaca.jsonl")
-    index = faiss.read_index(str(out / "index" / "chunks.faiss"))
-    id_map = json.loads((out / "index" / "id_map.json").read_text())
+    rag = RagIndex.load(out)  # the run folder is the index
+    index, id_map = rag.dense.index, {"ids": rag.store.ids}
     manifest = json.loads((out / "manifest.json").read_text())
 
     n_docs = len({p.name for p in SAMPLES.iterdir()}) + 1  # field_notes.jsonl holds two records
@@ -193,7 +191,7 @@ def test_empty_input_folder_is_fatal(tmp_path: Path):
 
 KILL_ARGS = ["--concurrency", "1", "--docs-in-flight", "1", "--temperature", "0", "--stages", "metadata,summary,qa,judge", "--quiet", "--no-track"]
 COMPARED = ("chunks.jsonl", "metadata.jsonl", "summaries.jsonl", "qa_pairs.jsonl", "validation.jsonl",
-            "ft/train.jsonl", "ft/samples.jsonl", "ft/train_alpaca.jsonl", "index/id_map.json", "index/metadata.jsonl", "taxonomy.json")
+            "ft/train.jsonl", "ft/samples.jsonl", "ft/train_alpaca.jsonl", *RUN_INDEX_FILES, "taxonomy.json")
 
 
 def _cli(input_dir: Path, out: Path, env: dict[str, str]) -> subprocess.Popen:
@@ -248,7 +246,7 @@ def test_killed_runs_resume_to_exactly_the_uninterrupted_outputs(tmp_path: Path)
     assert final.wait() == EXIT_OK, final.stderr.read().decode()[-2000:]
 
     for name in COMPARED:
-        assert (out / name).read_bytes() == (reference / name).read_bytes(), f"{name} differs from the uninterrupted run"
+        assert run_file(out, name) == run_file(reference, name), f"{name} differs from the uninterrupted run"
     ids = [q["qa_id"] for q in _lines(out / "qa_pairs.jsonl")]
     assert len(ids) == len(set(ids))
     chunk_ids = [c["chunk_id"] for c in _lines(out / "chunks.jsonl")]

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 import pytest
-from etl_helpers import REPO
+from etl_helpers import REPO, RUN_INDEX_FILES, run_file
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +42,7 @@ SEED = 15
 KILLS = 20
 MAX_MISSES = 6  # re-aimed kills (a run that finished before its kill, a phase not hit yet) in all
 COMPARED = ("chunks.jsonl", "metadata.jsonl", "summaries.jsonl", "qa_pairs.jsonl", "validation.jsonl", "ft/train.jsonl",
-            "ft/samples.jsonl", "ft/train_alpaca.jsonl", "index/chunks.faiss", "index/id_map.json", "index/metadata.jsonl",
+            "ft/samples.jsonl", "ft/train_alpaca.jsonl", *RUN_INDEX_FILES,
             "taxonomy.json", "manifest.json")
 PHASE = {"start": "load/stages", "doc": "stages/shard write", "merge": "merge", "index": "index", "report": "report",
          "end": "finished"}
@@ -109,7 +109,7 @@ def _segments(marks: list[tuple[float, str]]) -> dict[tuple[str, int, str], floa
 
 def _temporaries(root: Path) -> list[str]:
     """Every dot-named file or folder anywhere under a run folder, but its lock file."""
-    return sorted(str(p.relative_to(root)) for p in root.rglob(".*") if p.name != ".etl.lock")
+    return sorted(str(p.relative_to(root)) for p in root.rglob(".*") if p.name not in (".etl.lock", ".index.lock"))
 
 
 def test_kill_anywhere_soak(tmp_path: Path):
@@ -173,7 +173,7 @@ def test_kill_anywhere_soak(tmp_path: Path):
             observe(resume_log)
             spent.append(time.monotonic() - t_start)
             for name in COMPARED:
-                assert (out / name).read_bytes() == (reference / name).read_bytes(), f"run {run - 1} ({phase}): {name} differs"
+                assert run_file(out, name) == run_file(reference, name), f"run {run - 1} ({phase}): {name} differs"
             assert _temporaries(out) == [], f"run {run - 1} ({phase}): temporaries left after the resume"
             shutil.rmtree(out)
             unhit = [p for p in PHASES if hit[p] == 0]

@@ -10,9 +10,8 @@ import json
 import shutil
 from pathlib import Path
 
-import faiss
 import pytest
-from etl_helpers import ScriptedModels
+from etl_helpers import RUN_INDEX_FILES, ScriptedModels, run_file
 
 from etl_pipeline import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EtlConfig, run
 from liquid_shared.schemas import (
@@ -24,6 +23,7 @@ from liquid_shared.schemas import (
     ValidationResult,
     read_jsonl,
 )
+from rag_runtime import RagIndex
 
 
 def _config(input_dir: Path, out: Path, **kw) -> EtlConfig:
@@ -53,11 +53,10 @@ def test_full_run_writes_every_output_consistently(sample_copy: Path, tmp_path: 
     assert counts["qa_pairs"] == len(qa) == len(validations)
     assert counts["ft_samples"] == len(samples) == len(_lines(out / "ft" / "train.jsonl")) == len(_lines(out / "ft" / "train_alpaca.jsonl"))
     assert [s.to_chat_json() for s in samples] == _lines(out / "ft" / "train.jsonl")
-    index = faiss.read_index(str(out / "index" / "chunks.faiss"))
-    id_map = json.loads((out / "index" / "id_map.json").read_text())
-    assert index.ntotal == counts["index_vectors"] == len(chunks)
-    assert id_map["ids"] == [c.chunk_id for c in chunks]
-    assert len(_lines(out / "index" / "metadata.jsonl")) == len(chunks)
+    rag = RagIndex.load(out)  # the run folder is the index
+    assert rag.dense is not None and rag.dense.index.ntotal == counts["index_vectors"] == len(chunks)
+    assert rag.store.ids == [c.chunk_id for c in chunks]
+    assert [d.metadata["doc_id"] for d in rag.store.docs] == [c.doc_id for c in chunks]
     manifest = json.loads((out / "manifest.json").read_text())
     assert {d["status"] for d in manifest["documents"]} == {"done"}
     assert all(len(d["content_hash"]) == 64 for d in manifest["documents"])
@@ -184,8 +183,8 @@ def test_interrupted_run_resumes_to_the_same_outputs(sample_copy: Path, tmp_path
     resumed = ScriptedModels()
     result = run(_config(sample_copy, out), model_provider=resumed, track=False)
     assert result.report["this_run"]["skipped_unchanged"] == done
-    for name in ("chunks.jsonl", "metadata.jsonl", "summaries.jsonl", "qa_pairs.jsonl", "validation.jsonl", "ft/train.jsonl", "index/id_map.json"):
-        assert (out / name).read_bytes() == (reference / name).read_bytes(), name
+    for name in ("chunks.jsonl", "metadata.jsonl", "summaries.jsonl", "qa_pairs.jsonl", "validation.jsonl", "ft/train.jsonl", *RUN_INDEX_FILES):
+        assert run_file(out, name) == run_file(reference, name), name
 
 
 def test_bad_documents_fail_alone_and_the_exit_code_says_partial(sample_copy: Path, tmp_path: Path, scripted: ScriptedModels):

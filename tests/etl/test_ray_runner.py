@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from etl_helpers import SAMPLES
+from etl_helpers import RUN_INDEX_FILES, SAMPLES, run_file
 
 from etl_pipeline import EXIT_OK, EtlConfig, run
 from etl_pipeline.ray_runner import RayEvents, WorkerInfo, run_on_ray
@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.ray]
 DOCS = ("tides.md", "sourdough_starter.txt", "bicycle_chain.rst")
 SETTINGS = {"stages": ("summary",), "max_chunks_per_doc": 1, "concurrency": 2, "docs_in_flight": 1, "temperature": 0.0}
 MERGED = ("chunks.jsonl", "metadata.jsonl", "summaries.jsonl", "qa_pairs.jsonl", "validation.jsonl", "ft/samples.jsonl",
-          "ft/train.jsonl", "ft/train_alpaca.jsonl", "index/chunks.faiss", "index/id_map.json", "index/metadata.jsonl",
+          "ft/train.jsonl", "ft/train_alpaca.jsonl", *RUN_INDEX_FILES,
           "taxonomy.json", "manifest.json")
 
 
@@ -75,7 +75,7 @@ def _lines(path: Path) -> list[dict]:
 
 def _assert_same_outputs(out: Path, reference: Path) -> None:
     for name in MERGED:
-        assert (out / name).read_bytes() == (reference / name).read_bytes(), f"{name} differs from the single-process run"
+        assert run_file(out, name) == run_file(reference, name), f"{name} differs from the single-process run"
 
 
 def test_ray_run_is_byte_identical_to_the_single_process_run(cluster, inputs: Path, reference: Path, tmp_path: Path):

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from etl_helpers import REPO, ScriptedModels
+from etl_helpers import REPO, RUN_INDEX_FILES, ScriptedModels, run_file
 
 from etl_pipeline import EXIT_FATAL, EXIT_OK, EXIT_PARTIAL, EtlConfig, run
 from etl_pipeline.chunking import build_chunks
@@ -24,7 +24,7 @@ from etl_pipeline.loaders import discover_sources, load_document
 from liquid_shared.schemas import Chunk, read_jsonl
 
 COMPARED = ("chunks.jsonl", "metadata.jsonl", "summaries.jsonl", "qa_pairs.jsonl", "validation.jsonl",
-            "ft/train.jsonl", "index/id_map.json", "index/metadata.jsonl", "taxonomy.json")
+            "ft/train.jsonl", *RUN_INDEX_FILES, "taxonomy.json")
 
 
 def _corpus(folder: Path) -> Path:
@@ -45,7 +45,7 @@ def _run(input_dir: Path, out: Path, models: ScriptedModels | None = None, **kw)
 
 
 def _outputs(out: Path) -> dict[str, bytes]:
-    return {name: (out / name).read_bytes() for name in COMPARED}
+    return {name: run_file(out, name) for name in COMPARED}
 
 
 # 1 -------------------------------------------------------------------------------------------
@@ -387,7 +387,7 @@ from liquid_shared.atomic import atomic_file, atomic_path
 out = Path(sys.argv[1])
 # what a merge SIGKILLed mid-write leaves: its atomic helpers' temporaries beside the files it writes
 with atomic_file(out / "qa_pairs.jsonl", "w") as a, atomic_file(out / "ft" / "train.jsonl", "w") as b, \\
-        atomic_path(out / "index" / "chunks.faiss") as c:
+        atomic_path(out / "index" / "manifest.json") as c:
     a.write('{"half": '); b.write('{"messages": ['); a.flush(); b.flush(); c.write_bytes(b"IxF")
     os.kill(os.getpid(), signal.SIGKILL)
 """
@@ -400,10 +400,10 @@ def test_a_run_removes_the_temporaries_of_a_killed_merge(tmp_path: Path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "liquid-shared-core"), os.environ.get("PYTHONPATH", "")])}
     killed = subprocess.run([sys.executable, "-c", _KILLED_MERGE, str(out)], env=env, timeout=60)
     assert killed.returncode == -signal.SIGKILL
-    stale = sorted(str(p.relative_to(out)) for p in out.rglob(".*") if p.name != ".etl.lock")
+    stale = sorted(str(p.relative_to(out)) for p in out.rglob(".*") if p.name not in (".etl.lock", ".index.lock"))
     assert len(stale) == 3 and {Path(s).parent.name for s in stale} == {"", "ft", "index"}, stale
     result = _run(docs, out)  # nothing to redo: only the merge runs
     assert result.exit_code == EXIT_OK and result.report["this_run"]["processed"] == 0
     assert sorted(result.report["removed_temporaries"]) == stale
-    assert [p for p in out.rglob(".*") if p.name != ".etl.lock"] == []
+    assert [p for p in out.rglob(".*") if p.name not in (".etl.lock", ".index.lock")] == []
     assert _outputs(out) == reference

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from liquid_shared.data import write_beir
 from rag_runtime.cli import app
+from rag_runtime.index import data_folder
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +36,7 @@ def built(beir_folder, tmp_path_factory):
 
 
 def test_build_index_writes_an_index(built):
-    assert (built / "manifest.json").is_file() and (built / "dense" / "index.faiss").is_file()
+    assert (built / "manifest.json").is_file() and (data_folder(built) / "dense" / "index.faiss").is_file()
 
 
 def test_search_prints_the_top_hits(built):

@@ -17,6 +17,7 @@ from rag_runtime import (
     build_index,
     load_documents,
 )
+from rag_runtime.index import data_folder
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,9 @@ def test_etl_chunks_and_metadata_are_merged(etl_run):
 def test_build_index_from_an_etl_run_and_load_it(etl_run, tmp_path):
     built = build_index(etl_run, tmp_path / "index")
     assert built.manifest.source_kind == "etl" and built.manifest.n_docs == 36
-    assert sorted(p.name for p in (tmp_path / "index").iterdir()) == ["bm25", "dense", "docs.jsonl", "manifest.json"]
+    data = data_folder(tmp_path / "index")
+    assert sorted(p.name for p in data.iterdir()) == ["bm25", "dense", "docs.jsonl"]
+    assert sorted(p.name for p in (tmp_path / "index").iterdir()) == sorted([".index.lock", data.name, "manifest.json"])
     loaded = RagIndex.load(tmp_path / "index")
     query = "Why did the central bank increase interest rates?"
     assert [h.id for h in loaded.retriever("hybrid").search(query, 5)] == \
@@ -109,16 +112,17 @@ def test_load_refuses_files_that_point_outside_the_index_folder(tmp_path, rag_in
     index = tmp_path / "index"
     _copy_index(rag_index_dir, index)
     outside = tmp_path / "outside-docs.jsonl"
-    outside.write_bytes((index / "docs.jsonl").read_bytes())
-    (index / "docs.jsonl").unlink()
-    os.symlink(outside, index / "docs.jsonl")
+    data = data_folder(index)
+    outside.write_bytes((data / "docs.jsonl").read_bytes())
+    (data / "docs.jsonl").unlink()
+    os.symlink(outside, data / "docs.jsonl")
     with pytest.raises(IndexFormatError, match="outside the index folder"):
         RagIndex.load(index)
 
 
 def test_manifest_records_the_parameters(rag_index_dir):
     manifest = json.loads((rag_index_dir / "manifest.json").read_text())
-    assert manifest["format"] == "liquid-rag-index" and manifest["version"] == 1
+    assert manifest["format"] == "liquid-rag-index" and manifest["version"] == 2
     assert manifest["bm25"] == {"k1": 1.5, "b": 0.75, "epsilon": 0.25, "lower": True,
                                 "token_pattern": r"(?u)\b\w\w+\b", "stopwords": "en", "stemmer": "english"}
     assert manifest["dense"]["kind"] == "flat" and manifest["dense"]["dim"] == 384

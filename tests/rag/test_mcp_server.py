@@ -22,6 +22,7 @@ from fastmcp import Client
 from fastmcp.client.transports import StdioTransport, StreamableHttpTransport
 
 from rag_runtime import RagIndex, create_app
+from rag_runtime.index import data_folder
 from rag_runtime.service_limits import ServiceLimits
 
 from .conftest import BEIR_DOCS, LiveServer
@@ -239,7 +240,7 @@ def test_stdio_a_damaged_index_is_a_tool_error(beir_index_dir, tmp_path):
 
     damaged = tmp_path / "damaged"
     shutil.copytree(beir_index_dir, damaged)
-    (damaged / "docs.jsonl").write_text('{"id": "x", "text": ')
+    (data_folder(damaged) / "docs.jsonl").write_text('{"id": "x", "text": ')
 
     async def main():
         async with stdio_client(damaged) as client:

@@ -19,6 +19,7 @@ from pydantic_ai.messages import ModelResponse, TextPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 from rag_runtime import IndexFormatError, RagIndex, create_app
+from rag_runtime.index import data_folder
 from rag_runtime.service_limits import RateLimiter, ServiceLimits
 
 from .conftest import LiveServer
@@ -137,7 +138,7 @@ def test_cors_is_off_by_default_and_lists_only_the_given_origins(rag_index):
 def _index_naming(rag_index_dir, tmp_path, model: str):
     folder = tmp_path / "crafted"
     shutil.copytree(rag_index_dir, folder)
-    config_path = folder / "dense" / "dense_config.json"
+    config_path = data_folder(folder) / "dense" / "dense_config.json"
     config = json.loads(config_path.read_text())
     config["embedding_model"] = model
     config_path.write_text(json.dumps(config))

@@ -84,8 +84,6 @@ def _jaccard(a: set, b: set) -> float:
 
 def agreement(unified: Path, rag_only: Path, ft_only: Path) -> dict[str, float]:
     """How far the separate pipelines' outputs agree with the unified one's (see the module docstring)."""
-    import json
-
     from liquid_shared.schemas import (
         Chunk,
         ChunkMetadata,
@@ -94,12 +92,15 @@ def agreement(unified: Path, rag_only: Path, ft_only: Path) -> dict[str, float]:
         Summary,
         ValidationResult,
     )
+    from rag_runtime import IndexFormatError, RagIndex
 
     chunk_ids = [[c.chunk_id for c in _read(d / "chunks.jsonl", Chunk)] for d in (unified, rag_only, ft_only)]
     index_ids = []
     for d in (unified, rag_only, ft_only):
-        id_map = d / "index" / "id_map.json"
-        index_ids.append(json.loads(id_map.read_text())["ids"] if id_map.is_file() else None)
+        try:
+            index_ids.append(RagIndex.load(d, with_dense=False).store.ids)
+        except IndexFormatError:
+            index_ids.append(None)
     u_summary = {s.chunk_id: s.summary for s in _read(unified / "summaries.jsonl", Summary)}
     r_summary = {s.chunk_id: s.summary for s in _read(rag_only / "summaries.jsonl", Summary)}
     fields = ("tags", "keywords", "entities", "importance", "category", "taxonomy", "facts")
