@@ -70,7 +70,7 @@ from rag_runtime.api_models import (
     SearchResponse,
     validation_message,
 )
-from rag_runtime.index import DEFAULT_ALLOWED_EMBEDDING_MODELS, MANIFEST_FILE, RagIndex
+from rag_runtime.index import DEFAULT_ALLOWED_EMBEDDING_MODELS, MANIFEST_FILE, RagIndex, locate_index
 from rag_runtime.index_reload import (
     CurrentPool,
     IndexReloader,
@@ -137,6 +137,8 @@ def create_app(
         if index_dir is None:
             raise ValueError("create_app needs index_dir or index")
         index = RagIndex.load(index_dir, allowed_embedding_models=allowed_embedding_models)
+    if index_dir is not None:
+        index_dir = locate_index(index_dir)  # an ETL run folder's index is <run>/index: watch its manifest
     elif index_dir is None:
         reload_interval_s = 0  # an index object has no folder to watch
 

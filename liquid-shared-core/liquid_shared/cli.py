@@ -30,8 +30,9 @@ served, queried and measured.
 \b
 A first hour:
   liquid etl                          run the ETL on the shipped samples (offline models)
-  liquid rag search data/runs/samples-offline/rag-index "how do tides work"
-  liquid rag serve --index ...        the HTTP service (docs/rag_runtime.md)
+  liquid rag search "how do tides work" --index data/runs/samples-offline
+  liquid rag serve --index data/runs/samples-offline   the HTTP service (docs/rag_runtime.md)
+  liquid export data/runs/samples-offline --format beir   the QA as a BEIR folder (synthetic)
   liquid exp list                     the experiments; liquid exp run -e rag_quality
   liquid models                       the model names that work offline
 """

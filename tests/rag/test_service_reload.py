@@ -268,3 +268,17 @@ def test_a_failed_low_memory_reload_serves_nothing_until_a_good_version_loads(in
     publish(beta, index_dir)
     assert reloader.check().status == "reloaded" and len(reloader.current.index.store) == 24
     assert reloader.check() is None  # unchanged since
+
+
+def test_a_served_run_folder_reloads_when_its_index_gets_a_new_version(alpha, beta, tmp_path):
+    """``serve --index RUN`` watches ``RUN/index/manifest.json`` (the run's own manifest.json is the ETL's)."""
+    run = tmp_path / "run"
+    alpha.save(run / "index")
+    (run / "chunks.jsonl").write_text("", encoding="utf-8")
+    (run / MANIFEST_FILE).write_text('{"etl": "run manifest"}', encoding="utf-8")
+    app = create_app(run, api_key=KEY, reload_interval_s=0.2)
+    with LiveServer(app) as server:
+        assert _version_of(httpx.post(f"{server.url}/search", json=QUERY, headers={"X-API-Key": KEY}, timeout=60)) == "alpha"
+        beta.save(run / "index")
+        _wait_for(lambda: _version_of(httpx.post(f"{server.url}/search", json=QUERY, headers={"X-API-Key": KEY}, timeout=60)) == "beta")
+        assert _health(server)["reload"]["reloads"] == 1
