@@ -70,7 +70,12 @@ from rag_runtime.api_models import (
     SearchResponse,
     validation_message,
 )
-from rag_runtime.index import DEFAULT_ALLOWED_EMBEDDING_MODELS, MANIFEST_FILE, RagIndex, locate_index
+from rag_runtime.index import (
+    DEFAULT_ALLOWED_EMBEDDING_MODELS,
+    MANIFEST_FILE,
+    RagIndex,
+    locate_index,
+)
 from rag_runtime.index_reload import (
     CurrentPool,
     IndexReloader,
