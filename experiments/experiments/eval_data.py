@@ -46,6 +46,7 @@ class RetrievalDataset:
     queries: dict[str, str]
     qrels: dict[str, dict[str, int]]
     notes: list[str] = field(default_factory=list)
+    synthetic_labels: bool = False  # judgments made by the pipeline (an ETL run, or a BEIR export of one)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "source": str(self.source), "documents": len(self.docs),
@@ -71,8 +72,20 @@ def load_beir_dataset(folder: Path, split: str) -> RetrievalDataset:
 
     data = load_beir(folder, split)
     docs = load_beir_corpus(folder)
+    synthetic = beir_export_is_synthetic(folder)
     return RetrievalDataset(name=f"{folder.name}/{split}", kind="beir", source=folder, docs=docs,
-                            queries=dict(data.queries), qrels=dict(data.qrels))
+                            queries=dict(data.queries), qrels=dict(data.qrels), synthetic_labels=synthetic,
+                            notes=["a BEIR export of an ETL run: its qrels are synthetic (export.json)"] if synthetic else [])
+
+
+def beir_export_is_synthetic(folder: Path) -> bool:
+    """True for a BEIR folder written by ``etl_pipeline.export`` (its ``export.json`` says the labels are synthetic)."""
+    import json
+
+    try:
+        return json.loads((folder / "export.json").read_text(encoding="utf-8")).get("labels") == "synthetic"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def etl_question_judgments(run: Path, questions: QuestionSet = "all") -> tuple[dict[str, str], dict[str, dict[str, int]]]:
@@ -112,7 +125,7 @@ def load_etl_dataset(run: Path, questions: QuestionSet = "all") -> RetrievalData
         if not qrels:
             raise DatasetError(f"ETL run {run}: no question's source chunk is in chunks.jsonl")
     return RetrievalDataset(name=f"etl:{run.name}", kind="etl", source=run, docs=docs, queries=queries,
-                            qrels=qrels, notes=notes)
+                            qrels=qrels, notes=notes, synthetic_labels=True)
 
 
 def load_retrieval_dataset(path: Path, split: str = "test", questions: QuestionSet = "all") -> RetrievalDataset:

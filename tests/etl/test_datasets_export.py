@@ -167,6 +167,8 @@ def test_beir_export_loads_and_runs_through_rag_quality(run_dir: Path, tmp_path:
     assert ran.exit_code == 0, ran.output
     described = json.loads((results / "rag_quality" / "dataset.json").read_text())
     assert described["queries_evaluated"] == len(pairs) and described["documents"] == len(data.corpus)
+    assert described["judgments"] == "synthetic"  # an export's qrels are the pipeline's, never called human
+    assert json.loads((results / "rag_quality" / "metrics.json").read_text())["bm25"]["synthetic_labels"] == 1.0
 
     ragas = tmp_path / "ragas"
     assert _export(str(run_dir), "--format", "ragas", "--questions", "all", "-o", str(ragas)).exit_code == EXIT_OK

@@ -121,3 +121,16 @@ def test_one_query_gives_metrics_and_says_why_there_are_no_tests(tmp_path, mlflo
     assert not (out / "rag_quality" / "significance.csv").exists()
     notes = json.loads((out / "rag_quality" / "experiment.json").read_text())["notes"]
     assert any("no significance tests" in n for n in notes)
+
+
+def test_a_beir_export_of_an_etl_run_is_called_synthetic_and_a_plain_beir_folder_is_not(hand_beir, tmp_path):
+    import shutil
+
+    from experiments.eval_data import load_retrieval_dataset
+
+    assert not load_retrieval_dataset(hand_beir).synthetic_labels
+    export = tmp_path / "run-beir-synthetic"
+    shutil.copytree(hand_beir, export)
+    (export / "export.json").write_text(json.dumps({"format": "beir", "labels": "synthetic"}), encoding="utf-8")
+    data = load_retrieval_dataset(export)
+    assert data.synthetic_labels and "synthetic" in data.notes[0]

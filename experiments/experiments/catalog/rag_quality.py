@@ -129,7 +129,7 @@ def run(config: RagQualityConfig, ctx: RunContext) -> ExperimentResult:
     data = load_retrieval_dataset(source, config.split, config.questions)
     queries, qrels = _subsample(data.queries, data.qrels, config.max_queries, config.seed)
     timings["load_dataset"] = time.perf_counter() - t0
-    synthetic = data.kind == "etl"
+    synthetic = data.synthetic_labels
     if synthetic:  # said in every output: report, dataset.json, metrics.json, MLflow tags and metrics
         data.notes = [SYNTHETIC_JUDGMENTS, *[n for n in data.notes if n != SYNTHETIC_JUDGMENTS]]
         ctx.run.set_tags({"judgments": "synthetic", "judgments.note": SYNTHETIC_JUDGMENTS})
@@ -212,7 +212,7 @@ def run(config: RagQualityConfig, ctx: RunContext) -> ExperimentResult:
 
 def _report(config, data, described, metrics, frames, skipped, timings, notes, metrics_table,
             tables_markdown) -> str:
-    synthetic = data.kind == "etl"
+    synthetic = data.synthetic_labels
     lines = [f"# rag_quality on {data.name}", "",
              *([f"**Synthetic judgments.** {SYNTHETIC_JUDGMENTS}", ""] if synthetic else []),
              f"{described['documents']} documents, {described['queries_evaluated']} queries "
