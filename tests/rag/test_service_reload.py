@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from rag_runtime import IndexedDoc, RagIndex, create_app
-from rag_runtime.index import MANIFEST_FILE
+from rag_runtime.index import MANIFEST_FILE, data_folder
 
 from .conftest import TOPICS, LiveServer
 
@@ -169,8 +169,9 @@ def test_a_corrupt_version_keeps_the_old_one_served(index_dir, beta):
         headers = {"X-API-Key": KEY}
         served = _health(server)["index_version"]
         # a new manifest over a truncated docs.jsonl: the load fails, alpha stays
-        docs = (index_dir / "docs.jsonl").read_bytes()
-        (index_dir / "docs.jsonl").write_bytes(docs[: len(docs) // 2])
+        docs_file = data_folder(index_dir) / "docs.jsonl"  # the current version's (a versioned index)
+        docs = docs_file.read_bytes()
+        docs_file.write_bytes(docs[: len(docs) // 2])
         manifest = (index_dir / MANIFEST_FILE).read_text()
         (index_dir / "next.json").write_text(manifest.replace('"created_at": "', '"created_at": "1'))
         os.replace(index_dir / "next.json", index_dir / MANIFEST_FILE)
