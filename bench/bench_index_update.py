@@ -1,6 +1,6 @@
 """Updating an index in place vs rebuilding it, after one document of 200 Wikipedia articles changed.
 
-``python bench/bench_index_update.py --data-dir /work/shared/data``
+``python bench/bench_index_update.py --data-dir ../shared/data``
 
 Documents are the articles' paragraphs (16,680, each its own index document, embedded without the
 title as ETL chunks are). One article is then edited (every 10th paragraph gets a sentence, one
@@ -88,7 +88,7 @@ def timed(fn):
 
 
 @app.command()
-def main(data_dir: Annotated[Path, typer.Option("--data-dir", help="The shared evaluation data folder.")],
+def main(data_dir: Annotated[Path, typer.Option("--data-dir", envvar="LIQUID_DATA_DIR", help="The shared evaluation data folder (or LIQUID_DATA_DIR).")],
          seed: Annotated[int, typer.Option(help="Which article is edited, and the query sample.")] = 0,
          articles_limit: Annotated[int, typer.Option("--articles", min=2, help="Use the first N articles (default all 200).")] = 200,
          ) -> None:

@@ -1,6 +1,6 @@
 """Which text to embed for a chunk: its text alone, or its document title and its text?
 
-``python -m experiments.embed_text_choice --data-dir /work/shared/data``
+``python -m experiments.embed_text_choice --data-dir ../shared/data``
 
 Dense retrieval (all-MiniLM-L6-v2, flat inner product) of each question's paragraph on SQuAD v2
 (3 dev articles, 384 answerable questions, the corpus = their 100 paragraphs) and of SciFact
@@ -37,7 +37,7 @@ def _scores(dataset, texts_of, embedder: Embedder, k: int = 10) -> dict[str, flo
 
 
 @app.command()
-def main(data_dir: Annotated[Path, typer.Option("--data-dir", help="The shared evaluation data folder.")]) -> None:
+def main(data_dir: Annotated[Path, typer.Option("--data-dir", envvar="LIQUID_DATA_DIR", help="The shared evaluation data folder (or LIQUID_DATA_DIR).")]) -> None:
     embedder = Embedder()
     sets = {
         "squad-dev-3articles": load_squad_retrieval(data_dir / "squad" / "dev-v2.0-3articles.json"),
